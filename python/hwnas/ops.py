@@ -43,17 +43,46 @@ def weighted_sum(branches: Sequence[Tensor], weights: Tensor) -> Tensor:
     return torch.ops.hwnas.weighted_sum.default(list(branches), weights)
 
 
-@torch.library.register_fake("hwnas::weighted_sum")
-def _weighted_sum_fake(branches, weights):
-    torch._check(len(branches) > 0, lambda: "hwnas::weighted_sum: expected at least one branch")
+def _check_weighted_sum_inputs(branches, weights):
+    """The C++ checks (csrc/ops/weighted_sum_checks.h), for fake and meta tensors."""
+    where = "hwnas::weighted_sum"
+    torch._check(len(branches) > 0, lambda: f"{where}: expected at least one branch, got an empty list")
+    first = branches[0]
+    for i, b in enumerate(branches[1:], start=1):
+        torch._check(
+            b.shape == first.shape,
+            lambda: f"{where}: all branches must have the same shape; branch 0 has shape "
+            f"{list(first.shape)} but branch {i} has shape {list(b.shape)}",
+        )
+        torch._check(
+            b.dtype == first.dtype,
+            lambda: f"{where}: all branches must have the same dtype; branch 0 is {first.dtype} "
+            f"but branch {i} is {b.dtype}",
+        )
+        torch._check(
+            b.device == first.device,
+            lambda: f"{where}: all branches must be on the same device; branch 0 is on "
+            f"{first.device} but branch {i} is on {b.device}",
+        )
     torch._check(
         weights.dim() in (1, 2),
-        lambda: f"hwnas::weighted_sum: weights must have shape [N] or [B, N], got {tuple(weights.shape)}",
+        lambda: f"{where}: weights must have shape [N] (one mixture for the batch) or [B, N] "
+        f"(one mixture per sample), got shape {list(weights.shape)}",
     )
     torch._check(
         weights.shape[-1] == len(branches),
-        lambda: "hwnas::weighted_sum: weights and branches disagree on N",
+        lambda: f"{where}: weights has N={weights.shape[-1]} entries along its last dimension "
+        f"but {len(branches)} branches were given",
     )
+    torch._check(
+        weights.device == first.device,
+        lambda: f"{where}: weights are on {weights.device} but the branches are on {first.device}",
+    )
+
+
+@torch.library.register_fake("hwnas::weighted_sum")
+def _weighted_sum_fake(branches, weights):
+    _check_weighted_sum_inputs(branches, weights)
     return torch.empty_like(branches[0])
 
 
@@ -94,4 +123,110 @@ def _weighted_sum_backward(ctx, grad):
 
 torch.library.register_autograd(
     "hwnas::weighted_sum", _weighted_sum_backward, setup_context=_weighted_sum_setup_context
+)
+
+
+# --------------------------------------------------------------------------- channel_mask
+
+__all__ += ["channel_mask"]
+
+
+def channel_mask(x: Tensor, gates: Tensor, widths: Sequence[int]) -> Tensor:
+    """FBNetV2 channel masking: a weighted sum of K prefix channel masks, in one pass.
+
+    ``out[:, c] = x[:, c] * sum_{i : c < widths[i]} gates[..., i]``, which equals
+    ``sum_i gates[i] * (x * mask_i)`` with ``mask_i`` keeping the first ``widths[i]``
+    channels, without building any mask or masked copy. Channels at or beyond
+    ``widths[-1]`` are zero. A channel whose scale is exactly zero is written as zero
+    without reading ``x`` (so NaN there does not propagate), as after a hard sample.
+
+    The backward computes the gradient of ``x`` and of every gate in one pass; the
+    gradient of gate ``i`` is ``sum_{c < widths[i]} <grad_out[:, c], x[:, c]>``. Only
+    ``x`` (when the gates need a gradient) and the gates are saved for it.
+
+    Args:
+        x: ``[B, C, ...]`` (any rank >= 2, any dense layout such as channels_last),
+            dtype float32, float64, bfloat16 or float16.
+        gates: ``[K]`` (one channel choice for the whole batch) or ``[B, K]`` (one per
+            sample). Same dtype as ``x``, or float32 with bfloat16/float16 ``x``;
+            accumulation is in float32 (float64 for float64).
+        widths: K strictly increasing positive channel counts, ``widths[-1] <= C``.
+
+    Returns:
+        Tensor of ``x``'s shape, dtype and layout.
+
+    Raises:
+        RuntimeError: for widths that do not increase, are not positive, exceed C or
+            disagree with K, and for gates of the wrong rank, batch, dtype or device.
+    """
+    return torch.ops.hwnas.channel_mask.default(x, gates, [int(w) for w in widths])
+
+
+def _check_channel_mask_meta(where, x, gates, widths):
+    # The same conditions as the C++ checks, so that tracing fails as eagerly does.
+    torch._check(x.dim() >= 2, lambda: f"{where}: x must have shape [B, C, ...], got {tuple(x.shape)}")
+    torch._check(
+        gates.dim() in (1, 2), lambda: f"{where}: gates must have shape [K] or [B, K], got {tuple(gates.shape)}"
+    )
+    torch._check(
+        gates.shape[-1] == len(widths),
+        lambda: f"{where}: widths has {len(widths)} entries but gates has K={gates.shape[-1]}",
+    )
+    torch._check(
+        gates.device == x.device,
+        lambda: f"{where}: gates are on {gates.device} but x is on {x.device}; move them to the same device",
+    )
+    torch._check(len(widths) >= 1, lambda: f"{where}: expected at least one width")
+    torch._check(
+        all(a < b for a, b in zip(widths, widths[1:])) and widths[0] >= 1,
+        lambda: f"{where}: widths must be positive and strictly increasing, got {list(widths)}",
+    )
+    torch._check(
+        widths[-1] <= x.shape[1],
+        lambda: f"{where}: the largest width {widths[-1]} exceeds the C={x.shape[1]} channels of x",
+    )
+
+
+@torch.library.register_fake("hwnas::channel_mask")
+def _channel_mask_fake(x, gates, widths):
+    _check_channel_mask_meta("hwnas::channel_mask", x, gates, widths)
+    return torch.empty_like(x)
+
+
+@torch.library.register_fake("hwnas::channel_mask_backward")
+def _channel_mask_backward_fake(grad, x, gates, widths, x_needs_grad, gates_needs_grad):
+    grad_x = torch.empty_like(grad) if x_needs_grad else grad.new_empty((0,))
+    if gates_needs_grad:
+        grad_gates = torch.empty_like(gates, memory_format=torch.contiguous_format)
+    else:
+        grad_gates = gates.new_empty((0,))
+    return grad_x, grad_gates
+
+
+def _channel_mask_setup_context(ctx, inputs, output):
+    x, gates, widths = inputs
+    ctx.widths = list(widths)
+    # x is needed only for the gate gradient; the gates (K numbers) always are.
+    ctx.save_for_backward(gates, x if gates.requires_grad else None)
+
+
+def _channel_mask_backward(ctx, grad):
+    gates, x = ctx.saved_tensors
+    x_needs_grad = bool(ctx.needs_input_grad[0])
+    gates_needs_grad = bool(ctx.needs_input_grad[1])
+    if not (x_needs_grad or gates_needs_grad):
+        return None, None, None
+    grad_x, grad_gates = torch.ops.hwnas.channel_mask_backward.default(
+        grad,
+        x if gates_needs_grad else grad.new_empty((0,)),
+        gates,
+        ctx.widths,
+        x_needs_grad,
+        gates_needs_grad,
+    )
+    return (grad_x if x_needs_grad else None, grad_gates if gates_needs_grad else None, None)
+
+
+torch.library.register_autograd(
+    "hwnas::channel_mask", _channel_mask_backward, setup_context=_channel_mask_setup_context
 )

@@ -1,0 +1,172 @@
+"""Command line interface: ``hwnas <subcommand> ...``.
+
+Subcommands live in :data:`SUBCOMMANDS`; each is one ``configure(parser)``
+function adding its arguments and one ``run(args) -> int`` function. Add a
+new one with :func:`register_subcommand` (other packages of hwnas add
+``search``, ``train`` and ``latency``).
+
+Examples::
+
+    hwnas show fbnet_a --figure fbnet_a.png
+    hwnas show my_arch.json
+    hwnas profile fbnet_c --resolution 224
+    hwnas profile my_arch.json --json profile.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+__all__ = ["Subcommand", "SUBCOMMANDS", "register_subcommand", "build_parser", "main"]
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """A CLI subcommand: its name, one-line help, argument setup and action."""
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {}
+
+
+def register_subcommand(name: str, help: str, configure: Callable[[argparse.ArgumentParser], None],
+                        run: Callable[[argparse.Namespace], int]) -> None:
+    """Adds a subcommand (replacing one of the same name)."""
+    SUBCOMMANDS[name] = Subcommand(name, help, configure, run)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _resolve_target(target: str, resolution: Optional[int], space_file: Optional[str]):
+    """Returns ``(space, arch)`` for a zoo model name or an architecture JSON file."""
+    from . import models
+    from .spaces.architecture import Architecture
+    from .spaces.base import load_space, space_for_architecture
+
+    if target in models.ZOO:
+        overrides = {} if resolution is None else {"resolution": resolution}
+        space = models.space(target, **overrides)
+        return space, space.make_arch(models.get_entry(target).blocks)
+    if os.path.exists(target):
+        arch = Architecture.load(target)
+        if resolution is not None:
+            arch = dataclasses.replace(arch, resolution=resolution)
+        if space_file:
+            space = load_space(space_file)
+            if resolution is not None:
+                raise ValueError("--resolution cannot change a space loaded with --space-file; edit the file")
+        else:
+            space = space_for_architecture(arch)
+        space.validate(arch)
+        return space, arch
+    raise ValueError(f"{target!r} is neither a zoo model ({', '.join(models.list_models())}) nor an existing architecture file")
+
+
+def _layer_table(space, arch) -> str:
+    rows = [f"{'layer':>5} {'stage':>5}  {'block':<12} {'c_in':>5} {'c_out':>5} {'stride':>6}  input"]
+    for layer, choice in zip(space.resolve_layers(arch), arch.choices):
+        rows.append(
+            f"{layer.index:>5} {layer.stage:>5}  {choice:<12} {layer.c_in:>5} {layer.c_out:>5} {layer.stride:>6}  "
+            f"{layer.c_in}x{layer.in_hw[0]}x{layer.in_hw[1]}"
+        )
+    return "\n".join(rows)
+
+
+# ---------------------------------------------------------------------- show
+
+
+def _configure_show(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", help="zoo model name (see --list) or architecture JSON file")
+    parser.add_argument("--space-file", help="search-space JSON/YAML for architectures of a user-defined space")
+    parser.add_argument("--resolution", type=int, help="input resolution (default: the model's)")
+    parser.add_argument("--figure", metavar="PNG", help="also draw the architecture (FBNet Figure 4 style)")
+
+
+def _run_show(args: argparse.Namespace) -> int:
+    from .spaces.figure import draw_architecture
+
+    space, arch = _resolve_target(args.target, args.resolution, args.space_file)
+    print(f"{args.target}: space {space.name!r} v{space.version}, {len(space.layers)} searchable layers, "
+          f"resolution {arch.resolution}, width {arch.width:g}")
+    print(_layer_table(space, arch))
+    print(f"compact: {arch.to_string()}")
+    if args.figure:
+        draw_architecture(arch, args.figure, space=space, title=args.target)
+        print(f"figure written to {args.figure}")
+    return 0
+
+
+# ---------------------------------------------------------------------- profile
+
+
+def _configure_profile(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", help="zoo model name or architecture JSON file")
+    parser.add_argument("--space-file", help="search-space JSON/YAML for architectures of a user-defined space")
+    parser.add_argument("--resolution", type=int, help="input resolution (default: the model's)")
+    parser.add_argument("--batch", type=int, default=1, help="batch size of the counted input (default 1)")
+    parser.add_argument("--summary", action="store_true", help="totals only, no per-layer table")
+    parser.add_argument("--json", metavar="PATH", help="also write the profile as JSON")
+
+
+def _run_profile(args: argparse.Namespace) -> int:
+    import torch
+
+    from .spaces.profile import profile
+
+    space, arch = _resolve_target(args.target, args.resolution, args.space_file)
+    with torch.device("meta"):  # counting needs shapes only
+        model = space.build(arch)
+    result = profile(model, (args.batch, space.in_channels, arch.resolution, arch.resolution))
+    if args.summary:
+        print(f"{args.target}: params {result.params:,} ({result.params_m:.3f} M), MACs {result.macs:,} ({result.macs_m:.2f} M)")
+    else:
+        print(result.table())
+    if args.json:
+        result.save(args.json)
+    return 0
+
+
+register_subcommand("show", "print an architecture or zoo model as a table (and draw it)", _configure_show, _run_show)
+register_subcommand("profile", "parameters, MACs and per-layer breakdown of a zoo model or architecture", _configure_profile, _run_profile)
+
+
+# ---------------------------------------------------------------------- entry
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one subparser per registered subcommand."""
+    parser = argparse.ArgumentParser(prog="hwnas", description="Hardware-aware neural architecture search.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in SUBCOMMANDS.values():
+        sub_parser = sub.add_parser(command.name, help=command.help, description=command.help)
+        command.configure(sub_parser)
+        sub_parser.set_defaults(_run=command.run)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``hwnas`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_run", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"hwnas {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""SPOS / HURRICANE backbone spaces (``spos``, ``hurricane``).
+
+Backbone (SPOS, Guo et al. 2019; used by HURRICANE, Zhang et al.) at 224x224::
+
+    stem   conv3x3, 16, stride 2                       224 -> 112
+    layers 0-3    64 channels, first stride 2          -> 56x56x64
+    layers 4-7   160 channels, first stride 2          -> 28x28x160
+    layers 8-15  320 channels, first stride 2          -> 14x14x320
+    layers 16-19 640 channels, first stride 2          ->  7x7x640
+    head   conv1x1, 1024 -> avg pool -> fc 1000
+
+(The paper numbers the layers 1-20; here they are 0-19.) ``spos`` offers the
+four SPOS blocks at every layer. ``hurricane`` offers HURRICANE's 32-operator
+pool at every layer by default, or a *hardware-aware* space where every layer
+has its own list (``layer_choices=...``, e.g. from
+:func:`hardware_aware_layer_choices`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+from .base import LayerSpec, SearchSpace, register_space
+from .blocks import HURRICANE_BLOCKS, SPOS_BLOCKS, build_block
+
+__all__ = ["SPOS_STAGES", "spos_space", "hurricane_space", "hardware_aware_layer_choices"]
+
+#: (out_channels, layers, first_stride) of the SPOS backbone.
+SPOS_STAGES: tuple[tuple[int, int, int], ...] = ((64, 4, 2), (160, 4, 2), (320, 8, 2), (640, 4, 2))
+NUM_SPOS_LAYERS = sum(n for _, n, _ in SPOS_STAGES)
+
+
+def _spos_like(name: str, layer_choices: Sequence[Sequence[str]], resolution: int, width: float, in_channels: int,
+               num_classes: int, description: str, options: dict[str, Any]) -> SearchSpace:
+    if len(layer_choices) != NUM_SPOS_LAYERS:
+        raise ValueError(f"space {name!r} needs {NUM_SPOS_LAYERS} per-layer choice lists, got {len(layer_choices)}")
+    stages, start = [], 0
+    for c_out, n, stride in SPOS_STAGES:
+        stages.append({"out_channels": c_out, "layers": n, "first_stride": stride,
+                       "layer_choices": [list(c) for c in layer_choices[start : start + n]]})
+        start += n
+    return SearchSpace(
+        name, stages, version=1, resolution=resolution, in_channels=in_channels, num_classes=num_classes, width=width,
+        stem={"out_channels": 16, "kernel": 3, "stride": 2, "activation": "relu"},
+        head={"out_channels": 1024, "activation": "relu", "shrink_with_width": True, "dropout": 0.0},
+        description=description, options=options,
+    )
+
+
+@register_space("spos")
+def spos_space(resolution: int = 224, width: float = 1.0, in_channels: int = 3, num_classes: int = 1000) -> SearchSpace:
+    """SPOS block space: 20 layers x {choice_k3, choice_k5, choice_k7, choicex} (4**20 architectures)."""
+    options = {k: v for k, v in dict(in_channels=in_channels, num_classes=num_classes).items() if v != {"in_channels": 3, "num_classes": 1000}[k]}
+    return _spos_like("spos", [list(SPOS_BLOCKS)] * NUM_SPOS_LAYERS, resolution, width, in_channels, num_classes,
+                      "SPOS backbone, 20 layers x 4 ShuffleNetV2 blocks", options)
+
+
+@register_space("hurricane")
+def hurricane_space(
+    resolution: int = 224,
+    width: float = 1.0,
+    in_channels: int = 3,
+    num_classes: int = 1000,
+    layer_choices: Sequence[Sequence[str]] | None = None,
+) -> SearchSpace:
+    """HURRICANE space on the SPOS backbone.
+
+    Args:
+        layer_choices: One operator list per layer (20 lists) for a
+            hardware-aware space; default: all 32 operators at every layer
+            (32**20 architectures).
+    """
+    options: dict[str, Any] = {k: v for k, v in dict(in_channels=in_channels, num_classes=num_classes).items()
+                               if v != {"in_channels": 3, "num_classes": 1000}[k]}
+    if layer_choices is None:
+        layer_choices = [list(HURRICANE_BLOCKS)] * NUM_SPOS_LAYERS
+    else:
+        layer_choices = [list(c) for c in layer_choices]
+        options["layer_choices"] = layer_choices
+    return _spos_like("hurricane", layer_choices, resolution, width, in_channels, num_classes,
+                      "HURRICANE operator pool on the SPOS backbone", options)
+
+
+def hardware_aware_layer_choices(
+    latency: Callable[[LayerSpec, str], float],
+    alpha: float,
+    top_p: int = 4,
+    explore_last: int = 4,
+    candidates: Sequence[str] = HURRICANE_BLOCKS,
+    resolution: int = 224,
+    width: float = 1.0,
+) -> list[list[str]]:
+    """HURRICANE's per-layer operator selection for one target device.
+
+    For each layer, ``score(op) = (MACs(op) * params(op)) ** alpha / latency(layer, op)``
+    (MACs stand in for the paper's FLOPs; the ratio ranks the same); the
+    ``top_p`` best operators are kept, plus the next-best one ("exploring"
+    operator) in the last ``explore_last`` layers. Pass the result to
+    ``get_space("hurricane", layer_choices=...)``.
+
+    Args:
+        latency: ``latency(layer_spec, op_name) -> seconds`` (or any positive unit) on the target.
+        alpha: Exponent trading capacity against latency.
+        top_p: Operators kept per layer.
+        explore_last: Number of final layers that get one extra operator.
+        candidates: Operator pool.
+        resolution: Input resolution the layer shapes are computed at.
+        width: Width multiplier.
+
+    Returns:
+        20 operator lists, best first.
+    """
+    import torch
+
+    from .profile import profile
+
+    if top_p < 1 or top_p > len(candidates):
+        raise ValueError(f"top_p must be in 1..{len(candidates)}, got {top_p}")
+    base = _spos_like("hurricane", [list(candidates)] * NUM_SPOS_LAYERS, resolution, width, 3, 1000, "", {})
+    capacity: dict[tuple, float] = {}  # layers of a stage share shapes: count each (op, shape) once
+    result = []
+    for layer in base.layers:
+        scored = []
+        for op in candidates:
+            key = (op, layer.c_in, layer.c_out, layer.stride, layer.in_hw)
+            if key not in capacity:
+                with torch.device("meta"):  # shapes only, no arithmetic
+                    block = build_block(op, layer.c_in, layer.c_out, layer.stride)
+                stats = profile(block, (1, layer.c_in, *layer.in_hw), meta=False)
+                capacity[key] = float(stats.macs) * float(stats.params)
+            lat = float(latency(layer, op))
+            if not math.isfinite(lat) or lat <= 0:
+                raise ValueError(f"latency for layer {layer.index} op {op!r} must be positive, got {lat!r}")
+            scored.append((capacity[key] ** alpha / lat, op))
+        scored.sort(key=lambda item: -item[0])
+        keep = top_p + (1 if layer.index >= NUM_SPOS_LAYERS - explore_last else 0)
+        result.append([op for _, op in scored[:keep]])
+    return result
