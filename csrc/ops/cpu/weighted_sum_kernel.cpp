@@ -16,15 +16,13 @@
 
 #include "../common/dense_layout.h"
 #include "../weighted_sum_checks.h"
-#include "../weighted_sum_math.h"
+#include "weighted_sum_tiles.h"
 
 namespace hwnas {
 namespace ops {
 namespace {
 
-// 2048 float accumulators = 8 KiB: a tile and the matching slices of two branches
-// fit in a 48 KiB L1 with room to spare.
-constexpr int64_t kTile = 2048;
+using cpu::kTile;
 // Below this many element-reads per task, threading costs more than it saves.
 constexpr int64_t kMinReadsPerTask = 1 << 16;
 
@@ -73,39 +71,34 @@ void weighted_sum_forward_impl(
   const int64_t n = static_cast<int64_t>(branches.size());
   const int64_t samples = weights.dim() == 2 ? weights.size(0) : 1;
   const std::vector<acc_t> w = read_weights<acc_t>(weights);
-  std::vector<const scalar_t*> src(n);
-  for (int64_t i = 0; i < n; ++i) src[i] = branches[i].const_data_ptr<scalar_t>();
+  // Per sample, the branches with a nonzero weight: a zero weight contributes
+  // nothing, so its branch is not read at all (hard Gumbel samples leave most
+  // weights at exactly zero).
+  std::vector<const scalar_t*> active_src(samples * n);
+  std::vector<acc_t> active_w(samples * n);
+  std::vector<int64_t> active_count(samples, 0);
+  for (int64_t s = 0; s < samples; ++s) {
+    for (int64_t i = 0; i < n; ++i) {
+      const acc_t wi = w[s * n + i];
+      if (wi == acc_t(0)) continue;
+      const int64_t k = s * n + active_count[s]++;
+      active_src[k] = branches[i].const_data_ptr<scalar_t>();
+      active_w[k] = wi;
+    }
+  }
   scalar_t* dst = out.mutable_data_ptr<scalar_t>();
 
   const TileGrid grid(out.numel(), samples);
   at::parallel_for(0, grid.num_tiles, grain_for(kTile * n), [&](int64_t t0, int64_t t1) {
-    acc_t acc[kTile];
     for (int64_t t = t0; t < t1; ++t) {
+      const int64_t s = grid.sample(t);
       const int64_t start = grid.begin(t);
       const int64_t len = grid.length(t);
-      const acc_t* wrow = w.data() + grid.sample(t) * n;
-      bool first = true;
-      for (int64_t i = 0; i < n; ++i) {
-        const acc_t wi = wrow[i];
-        // A zero weight contributes nothing: its branch is not read at all (hard
-        // Gumbel samples leave most weights at exactly zero).
-        if (wi == acc_t(0)) continue;
-        const scalar_t* x = src[i] + start;
-        if (first) {
-#pragma omp simd
-          for (int64_t j = 0; j < len; ++j) acc[j] = mix_accumulate(acc_t(0), wi, x[j]);
-          first = false;
-        } else {
-#pragma omp simd
-          for (int64_t j = 0; j < len; ++j) acc[j] = mix_accumulate(acc[j], wi, x[j]);
-        }
-      }
-      scalar_t* o = dst + start;
-      if (first) {
-        std::fill(o, o + len, scalar_t(0));
+      if (active_count[s] == 0) {
+        std::fill(dst + start, dst + start + len, scalar_t(0));
       } else {
-#pragma omp simd
-        for (int64_t j = 0; j < len; ++j) o[j] = static_cast<scalar_t>(acc[j]);
+        cpu::mix_tile(active_src.data() + s * n, active_w.data() + s * n, active_count[s], start, len,
+                      dst + start);
       }
     }
   });
@@ -151,29 +144,11 @@ void weighted_sum_backward_impl(
   std::vector<acc_t> partial(want_weights ? grid.num_tiles * n : 0);
   const int64_t tensors_per_tile = 1 + (want_branches ? n : 0) + (want_weights ? n : 0);
   at::parallel_for(0, grid.num_tiles, grain_for(kTile * tensors_per_tile), [&](int64_t t0, int64_t t1) {
-    acc_t gacc[kTile];
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t start = grid.begin(t);
-      const int64_t len = grid.length(t);
-      const acc_t* wrow = w.data() + grid.sample(t) * n;
-      const scalar_t* gt = g + start;
-#pragma omp simd
-      for (int64_t j = 0; j < len; ++j) gacc[j] = static_cast<acc_t>(gt[j]);
-      for (int64_t i = 0; i < n; ++i) {
-        if (want_branches) {
-          scalar_t* d = gdst[i] + start;
-          const acc_t wi = wrow[i];
-#pragma omp simd
-          for (int64_t j = 0; j < len; ++j) d[j] = static_cast<scalar_t>(branch_grad(wi, gacc[j]));
-        }
-        if (want_weights) {
-          const scalar_t* x = src[i] + start;
-          acc_t dot = 0;
-#pragma omp simd reduction(+ : dot)
-          for (int64_t j = 0; j < len; ++j) dot = weight_grad_accumulate(dot, gacc[j], x[j]);
-          partial[t * n + i] = dot;
-        }
-      }
+      cpu::mix_backward_tile(
+          g, want_weights ? src.data() : nullptr, want_branches ? gdst.data() : nullptr,
+          w.data() + grid.sample(t) * n, n, grid.begin(t), grid.length(t),
+          want_weights ? partial.data() + t * n : nullptr);
     }
   });
   if (want_weights) {
