@@ -35,17 +35,17 @@ def machine_line() -> str:
     )
 
 
-def time_alternating(
+def time_rounds(
     contenders: dict[str, Callable[[], object]],
     rounds: int = 15,
-    min_round_s: float = 0.02,
+    min_round_s: float = 0.0,
     warmup: int = 2,
-) -> dict[str, float]:
-    """Median seconds per call of each contender, timed round-robin.
+) -> dict[str, list[float]]:
+    """Seconds per call of each contender in each round, timed round-robin.
 
-    Each round runs every contender for a batch of calls sized (once, after warm-up)
-    to take about ``min_round_s``; the result per contender is the median over rounds
-    of the per-call time.
+    Running the contenders in turn puts every one of them under the same noise from
+    other processes. Each round runs every contender for a batch of calls sized (once,
+    after warm-up) to take about ``min_round_s`` (one call when it is 0).
     """
     batch = {}
     for name, fn in contenders.items():
@@ -63,7 +63,49 @@ def time_alternating(
             for _ in range(n):
                 fn()
             samples[name].append((time.perf_counter() - start) / n)
+    return samples
+
+
+def time_alternating(
+    contenders: dict[str, Callable[[], object]],
+    rounds: int = 15,
+    min_round_s: float = 0.02,
+    warmup: int = 2,
+) -> dict[str, float]:
+    """Median seconds per call of each contender over :func:`time_rounds`."""
+    samples = time_rounds(contenders, rounds=rounds, min_round_s=min_round_s, warmup=warmup)
     return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def median_ratio(slow: list[float], fast: list[float]) -> float:
+    """Median over rounds of slow / fast: how many times faster ``fast`` is."""
+    return statistics.median(s / f for s, f in zip(slow, fast))
+
+
+def saved_bytes(fn: Callable[[], object]) -> int:
+    """Bytes of the tensors autograd saves for backward while fn() runs (each save counted)."""
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total
+
+
+def fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1e3:9.2f}"
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
 
 
 def copy_bandwidth_gbs(num_bytes: int = 1 << 28, rounds: int = 9) -> float:

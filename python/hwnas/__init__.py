@@ -6,9 +6,19 @@ timing harness, and the FBNet family of searches.
 """
 
 from hwnas import _extension  # noqa: F401  (loads and checks the native extension first)
-from hwnas import models, ops, spaces
+from hwnas import layers, models, ops, spaces
+from hwnas.layers import ChannelSearchConv2d, MixedLayer
 from hwnas.spaces.profile import profile
 
 __version__ = "0.1.0"
 
-__all__ = ["models", "ops", "profile", "spaces", "__version__"]
+__all__ = [
+    "ChannelSearchConv2d",
+    "MixedLayer",
+    "layers",
+    "models",
+    "ops",
+    "profile",
+    "spaces",
+    "__version__",
+]

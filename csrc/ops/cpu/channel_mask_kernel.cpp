@@ -1,0 +1,327 @@
+// CPU kernels of hwnas::channel_mask and its backward.
+//
+// The weighted sum of K prefix masks collapses to one scale per channel (and per
+// sample with [B, K] gates), computed up front in O(K + C). The forward is then one
+// read of x and one write of out; the backward is one read of grad and x and one
+// write of grad_x, with the per-channel dot products <grad[:, c], x[:, c]> that give
+// every gate gradient accumulated in the same pass. An eager `x * (gates @ M)`
+// instead needs a full-size temporary `grad * x` and a strided reduction over it.
+//
+// Two layouts are walked directly: "channels outer" (contiguous NCHW and any layout
+// where each channel of a sample is one contiguous run) and "channels inner"
+// (channels_last and any layout where the channels of a position are adjacent).
+// Anything else is computed in a contiguous copy.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../channel_mask_checks.h"
+#include "../channel_mask_math.h"
+#include "../common/dense_layout.h"
+
+namespace hwnas {
+namespace ops {
+namespace {
+
+// Below this many elements per task, threading costs more than it saves.
+constexpr int64_t kMinElementsPerTask = 1 << 15;
+// Dot products are accumulated in acc_t over runs of at most this many elements and
+// then in double, so that float32 gate gradients stay accurate for large tensors.
+constexpr int64_t kDotChunk = 2048;
+
+enum class ChannelLayout { kChannelsOuter, kChannelsInner, kOther };
+
+// Where dimension 1 (channels) sits in t's memory. Both walkable layouts need the
+// tensor dense with each sample one contiguous run of C * S elements (S = elements
+// per channel per sample).
+ChannelLayout classify(const at::Tensor& t) {
+  if (t.numel() == 0) return ChannelLayout::kChannelsOuter;
+  if (!t.is_non_overlapping_and_dense() || !batch_is_outermost(t)) return ChannelLayout::kOther;
+  const int64_t channels = t.size(1);
+  const int64_t per_channel = t.numel() / (t.size(0) * channels);
+  if (channels == 1 || t.stride(1) == per_channel) return ChannelLayout::kChannelsOuter;
+  if (t.stride(1) == 1) return ChannelLayout::kChannelsInner;
+  return ChannelLayout::kOther;
+}
+
+int64_t grain_for(int64_t elements_per_item) {
+  return std::max<int64_t>(1, kMinElementsPerTask / std::max<int64_t>(1, elements_per_item));
+}
+
+// Scales of every gate row: [rows, C] with rows = 1 for [K] gates, B for [B, K].
+template <typename acc_t>
+std::vector<acc_t> scales_for(const at::Tensor& gates, at::IntArrayRef widths, int64_t channels) {
+  const at::Tensor g = gates.contiguous();
+  const int64_t k = g.size(-1);
+  const int64_t rows = g.dim() == 2 ? g.size(0) : 1;
+  std::vector<acc_t> scales(static_cast<size_t>(rows * channels));
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kBFloat16, at::kHalf, g.scalar_type(), "hwnas_channel_scales", [&] {
+        const scalar_t* p = g.const_data_ptr<scalar_t>();
+        for (int64_t r = 0; r < rows; ++r) {
+          channel_scales<acc_t>(p + r * k, widths.data(), k, channels, scales.data() + r * channels);
+        }
+      });
+  return scales;
+}
+
+// Shape of a [B, C, S] walk.
+struct Extent {
+  int64_t batch, channels, per_channel;
+  explicit Extent(const at::Tensor& t)
+      : batch(t.size(0)),
+        channels(t.size(1)),
+        per_channel(t.numel() == 0 ? 0 : t.numel() / (t.size(0) * t.size(1))) {}
+};
+
+// dst = src * scale[channel], with src and dst in the same walkable layout.
+template <typename scalar_t>
+void scale_channels(
+    const scalar_t* src,
+    scalar_t* dst,
+    const std::vector<at::opmath_type<scalar_t>>& scales,
+    bool per_sample_scales,
+    const Extent& e,
+    ChannelLayout layout) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t C = e.channels, S = e.per_channel;
+  if (layout == ChannelLayout::kChannelsOuter) {
+    at::parallel_for(0, e.batch * C, grain_for(S), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t b = r / C, c = r % C;
+        const acc_t s = scales[(per_sample_scales ? b * C : 0) + c];
+        scalar_t* o = dst + r * S;
+        // A channel no width keeps (or whose gates are all zero, as after a hard
+        // sample) is written as zero without reading x.
+        if (s == acc_t(0)) {
+          std::fill(o, o + S, scalar_t(0));
+          continue;
+        }
+        const scalar_t* x = src + r * S;
+#pragma omp simd
+        for (int64_t j = 0; j < S; ++j) o[j] = static_cast<scalar_t>(masked_value(s, x[j]));
+      }
+    });
+  } else {
+    at::parallel_for(0, e.batch * S, grain_for(C), [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const acc_t* srow = scales.data() + (per_sample_scales ? (p / S) * C : 0);
+        const scalar_t* x = src + p * C;
+        scalar_t* o = dst + p * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) o[c] = static_cast<scalar_t>(masked_value(srow[c], x[c]));
+      }
+    });
+  }
+}
+
+at::Tensor channel_mask_cpu(const at::Tensor& x_in, const at::Tensor& gates, at::IntArrayRef widths) {
+  check_channel_mask_inputs(x_in, gates, widths);
+  TORCH_CHECK(
+      x_in.device().is_cpu(), "hwnas::channel_mask: the CPU kernel got x on ", x_in.device());
+  at::Tensor out = at::empty_like(x_in);
+  if (out.numel() == 0) return out;
+  ChannelLayout layout = classify(out);
+  at::Tensor work = out;
+  if (layout == ChannelLayout::kOther) {
+    work = at::empty_like(x_in, at::MemoryFormat::Contiguous);
+    layout = ChannelLayout::kChannelsOuter;
+  }
+  const at::Tensor x = like_layout(x_in, work);
+  const Extent extent(x);
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kBFloat16, at::kHalf, x.scalar_type(), "hwnas_channel_mask_cpu", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        const std::vector<acc_t> scales = scales_for<acc_t>(gates, widths, extent.channels);
+        scale_channels<scalar_t>(
+            x.const_data_ptr<scalar_t>(), work.mutable_data_ptr<scalar_t>(), scales,
+            gates.dim() == 2, extent, layout);
+      });
+  if (!work.is_same(out)) out.copy_(work);
+  return out;
+}
+
+// grad_x = grad * scale[channel] (when grad_x_ptr is not null) and, when x_ptr is not
+// null, channel_dots[b * C + c] = <grad[b, c], x[b, c]>, in one pass.
+template <typename scalar_t>
+void channel_mask_backward_impl(
+    const scalar_t* g,
+    const scalar_t* x_ptr,
+    scalar_t* grad_x_ptr,
+    const std::vector<at::opmath_type<scalar_t>>& scales,
+    bool per_sample_scales,
+    const Extent& e,
+    ChannelLayout layout,
+    std::vector<double>& channel_dots) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t B = e.batch, C = e.channels, S = e.per_channel;
+  const bool want_x = grad_x_ptr != nullptr;
+  const bool want_dots = x_ptr != nullptr;
+  if (want_dots) channel_dots.assign(static_cast<size_t>(B * C), 0.0);
+  const int64_t streams = 1 + (want_x ? 1 : 0) + (want_dots ? 1 : 0);
+
+  if (layout == ChannelLayout::kChannelsOuter) {
+    // One (sample, channel) run per item: its dot product is owned by one thread, so
+    // the result does not depend on the thread count.
+    at::parallel_for(0, B * C, grain_for(S * streams), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t b = r / C, c = r % C;
+        const acc_t s = scales[(per_sample_scales ? b * C : 0) + c];
+        const scalar_t* gr = g + r * S;
+        if (!want_dots) {
+          scalar_t* d = grad_x_ptr + r * S;
+#pragma omp simd
+          for (int64_t j = 0; j < S; ++j) d[j] = static_cast<scalar_t>(masked_value(s, gr[j]));
+          continue;
+        }
+        const scalar_t* xr = x_ptr + r * S;
+        double total = 0.0;
+        for (int64_t j0 = 0; j0 < S; j0 += kDotChunk) {
+          const int64_t j1 = std::min(S, j0 + kDotChunk);
+          acc_t dot = 0;
+          if (want_x) {
+            // grad_x and the dot product in one loop: grad is read once.
+            scalar_t* d = grad_x_ptr + r * S;
+#pragma omp simd reduction(+ : dot)
+            for (int64_t j = j0; j < j1; ++j) {
+              const acc_t gj = static_cast<acc_t>(gr[j]);
+              d[j] = static_cast<scalar_t>(masked_value(s, gj));
+              dot += gj * static_cast<acc_t>(xr[j]);
+            }
+          } else {
+#pragma omp simd reduction(+ : dot)
+            for (int64_t j = j0; j < j1; ++j) dot += static_cast<acc_t>(gr[j]) * static_cast<acc_t>(xr[j]);
+          }
+          total += static_cast<double>(dot);
+        }
+        channel_dots[r] = total;
+      }
+    });
+    return;
+  }
+
+  // Channels inner: positions of one sample are cut into fixed tiles; each tile keeps
+  // C partial dots, summed afterwards in tile order (thread-count independent).
+  const int64_t tile = std::max<int64_t>(16, kDotChunk / std::max<int64_t>(1, C));
+  const int64_t tiles_per_sample = (S + tile - 1) / tile;
+  const int64_t num_tiles = B * tiles_per_sample;
+  std::vector<acc_t> partial(want_dots ? static_cast<size_t>(num_tiles * C) : 0);
+  at::parallel_for(0, num_tiles, grain_for(tile * C * streams), [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t b = t / tiles_per_sample;
+      const int64_t p0 = b * S + (t % tiles_per_sample) * tile;
+      const int64_t p1 = std::min(b * S + S, p0 + tile);
+      const acc_t* srow = scales.data() + (per_sample_scales ? b * C : 0);
+      acc_t* acc = want_dots ? partial.data() + t * C : nullptr;
+      if (want_dots) std::fill(acc, acc + C, acc_t(0));
+      for (int64_t p = p0; p < p1; ++p) {
+        const scalar_t* gp = g + p * C;
+        if (want_x) {
+          scalar_t* d = grad_x_ptr + p * C;
+#pragma omp simd
+          for (int64_t c = 0; c < C; ++c) d[c] = static_cast<scalar_t>(masked_value(srow[c], gp[c]));
+        }
+        if (want_dots) {
+          const scalar_t* xp = x_ptr + p * C;
+#pragma omp simd
+          for (int64_t c = 0; c < C; ++c) acc[c] += static_cast<acc_t>(gp[c]) * static_cast<acc_t>(xp[c]);
+        }
+      }
+    }
+  });
+  if (want_dots) {
+    for (int64_t t = 0; t < num_tiles; ++t) {
+      double* row = channel_dots.data() + (t / tiles_per_sample) * C;
+      const acc_t* acc = partial.data() + t * C;
+      for (int64_t c = 0; c < C; ++c) row[c] += static_cast<double>(acc[c]);
+    }
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> channel_mask_backward_cpu(
+    const at::Tensor& grad_in,
+    const at::Tensor& x_in,
+    const at::Tensor& gates,
+    at::IntArrayRef widths,
+    bool x_needs_grad,
+    bool gates_needs_grad) {
+  constexpr const char* where = "hwnas::channel_mask_backward";
+  TORCH_CHECK(grad_in.device().is_cpu(), where, ": the CPU kernel got grad on ", grad_in.device());
+  TORCH_CHECK(
+      is_supported_float(grad_in.scalar_type()),
+      where, ": grad must be float32, float64, bfloat16 or float16, got ", grad_in.scalar_type());
+  check_channel_gates(where, gates, widths, grad_in.sizes(), grad_in.scalar_type(), grad_in.device());
+  if (gates_needs_grad) {
+    TORCH_CHECK(
+        x_in.sizes() == grad_in.sizes() && x_in.scalar_type() == grad_in.scalar_type() &&
+            x_in.device() == grad_in.device(),
+        where, ": the gate gradient needs x shaped like grad (", grad_in.sizes(), ", ",
+        grad_in.scalar_type(), ", ", grad_in.device(), "), got x of shape ", x_in.sizes(),
+        ", ", x_in.scalar_type(), ", ", x_in.device());
+  }
+
+  at::Tensor grad_x = x_needs_grad ? at::empty_like(grad_in) : at::empty({0}, grad_in.options());
+  at::Tensor grad_gates = gates_needs_grad
+      ? at::zeros_like(gates, at::MemoryFormat::Contiguous)
+      : at::empty({0}, gates.options());
+  if (grad_in.numel() == 0 || (!x_needs_grad && !gates_needs_grad)) return {grad_x, grad_gates};
+
+  // Everything is walked in one layout: grad_x's when it is walkable, else contiguous.
+  at::Tensor reference = x_needs_grad ? grad_x : grad_in;
+  ChannelLayout layout = classify(reference);
+  if (layout == ChannelLayout::kOther) {
+    reference = at::empty_like(grad_in, at::MemoryFormat::Contiguous);
+    layout = ChannelLayout::kChannelsOuter;
+  }
+  const at::Tensor grad = like_layout(grad_in, reference);
+  const at::Tensor x = gates_needs_grad ? like_layout(x_in, reference) : at::Tensor();
+  at::Tensor work_grad_x;
+  if (x_needs_grad) work_grad_x = reference.is_same(grad_x) ? grad_x : at::empty_like(reference);
+  const Extent extent(grad);
+
+  std::vector<double> channel_dots;
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kBFloat16, at::kHalf, grad.scalar_type(), "hwnas_channel_mask_backward_cpu", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        const std::vector<acc_t> scales = scales_for<acc_t>(gates, widths, extent.channels);
+        channel_mask_backward_impl<scalar_t>(
+            grad.const_data_ptr<scalar_t>(),
+            gates_needs_grad ? x.const_data_ptr<scalar_t>() : nullptr,
+            x_needs_grad ? work_grad_x.mutable_data_ptr<scalar_t>() : nullptr, scales,
+            gates.dim() == 2, extent, layout, channel_dots);
+      });
+  if (x_needs_grad && !work_grad_x.is_same(grad_x)) grad_x.copy_(work_grad_x);
+
+  if (gates_needs_grad) {
+    const int64_t B = extent.batch, C = extent.channels, k = gates.size(-1);
+    const int64_t rows = gates.dim() == 2 ? B : 1;
+    std::vector<double> per_row_dots(static_cast<size_t>(rows * C), 0.0);
+    // [K] gates are shared by the batch: their channel dots sum over samples.
+    for (int64_t b = 0; b < B; ++b) {
+      double* dst = per_row_dots.data() + (rows == 1 ? 0 : b * C);
+      const double* src = channel_dots.data() + b * C;
+      for (int64_t c = 0; c < C; ++c) dst[c] += src[c];
+    }
+    std::vector<double> grads(static_cast<size_t>(rows * k));
+    for (int64_t r = 0; r < rows; ++r) {
+      gate_grads_from_channel_dots(per_row_dots.data() + r * C, widths.data(), k, grads.data() + r * k);
+    }
+    grad_gates.copy_(at::from_blob(grads.data(), grad_gates.sizes(), at::TensorOptions().dtype(at::kDouble)));
+  }
+  return {grad_x, grad_gates};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(hwnas, CPU, m) {
+  m.impl("channel_mask", &channel_mask_cpu);
+  m.impl("channel_mask_backward", &channel_mask_backward_cpu);
+}
+
+}  // namespace ops
+}  // namespace hwnas
