@@ -22,6 +22,7 @@
 
 #include "../channel_mask_checks.h"
 #include "../channel_mask_math.h"
+#include "../common/channel_layout.h"
 #include "../common/dense_layout.h"
 
 namespace hwnas {
@@ -34,20 +35,7 @@ constexpr int64_t kMinElementsPerTask = 1 << 15;
 // then in double, so that float32 gate gradients stay accurate for large tensors.
 constexpr int64_t kDotChunk = 2048;
 
-enum class ChannelLayout { kChannelsOuter, kChannelsInner, kOther };
-
-// Where dimension 1 (channels) sits in t's memory. Both walkable layouts need the
-// tensor dense with each sample one contiguous run of C * S elements (S = elements
-// per channel per sample).
-ChannelLayout classify(const at::Tensor& t) {
-  if (t.numel() == 0) return ChannelLayout::kChannelsOuter;
-  if (!t.is_non_overlapping_and_dense() || !batch_is_outermost(t)) return ChannelLayout::kOther;
-  const int64_t channels = t.size(1);
-  const int64_t per_channel = t.numel() / (t.size(0) * channels);
-  if (channels == 1 || t.stride(1) == per_channel) return ChannelLayout::kChannelsOuter;
-  if (t.stride(1) == 1) return ChannelLayout::kChannelsInner;
-  return ChannelLayout::kOther;
-}
+ChannelLayout classify(const at::Tensor& t) { return classify_channel_layout(t); }
 
 int64_t grain_for(int64_t elements_per_item) {
   return std::max<int64_t>(1, kMinElementsPerTask / std::max<int64_t>(1, elements_per_item));

@@ -1,0 +1,210 @@
+// CUDA kernels of hwnas::channel_mask and its backward.
+//
+// Same contract and math (channel_mask_math.h) as the CPU kernels. The per-channel
+// scales are computed on the device by channel_scales, one thread per gate row. The
+// forward is elementwise; the backward runs one block per (sample, channel): it
+// writes grad_x for that channel and reduces <grad, x> over it in the same pass,
+// without atomics, so the gate gradient is deterministic.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../channel_mask_checks.h"
+#include "../channel_mask_math.h"
+#include "../common/channel_layout.h"
+#include "../common/dense_layout.h"
+
+namespace hwnas {
+namespace ops {
+namespace {
+
+constexpr int kThreads = 256;
+
+template <typename acc_t, typename gate_t>
+__global__ void channel_scales_kernel(const gate_t* gates, const int64_t* widths, int64_t k, int64_t rows,
+                                      int64_t channels, acc_t* scales) {
+  const int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (r < rows) channel_scales<acc_t>(gates + r * k, widths, k, channels, scales + r * channels);
+}
+
+// Device tensor [rows, C] of per-channel scales, rows = 1 for [K] gates, B for [B, K].
+template <typename acc_t>
+at::Tensor device_scales(const at::Tensor& gates, const at::Tensor& widths_dev, int64_t channels) {
+  const at::Tensor g = gates.contiguous();
+  const int64_t k = g.size(-1);
+  const int64_t rows = g.dim() == 2 ? g.size(0) : 1;
+  at::Tensor scales = at::empty({rows, channels}, g.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, g.scalar_type(), "hwnas_channel_scales_cuda", [&] {
+    const int blocks = static_cast<int>((rows + kThreads - 1) / kThreads);
+    channel_scales_kernel<acc_t, scalar_t><<<blocks, kThreads, 0, stream>>>(
+        g.const_data_ptr<scalar_t>(), widths_dev.const_data_ptr<int64_t>(), k, rows, channels,
+        scales.mutable_data_ptr<acc_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return scales;
+}
+
+// Flat offset of element j of channel c of sample b in a walkable layout.
+__device__ __forceinline__ int64_t element_offset(bool channels_inner, int64_t b, int64_t c, int64_t j,
+                                                  int64_t C, int64_t S) {
+  return b * C * S + (channels_inner ? j * C + c : c * S + j);
+}
+
+template <typename scalar_t, typename acc_t>
+__global__ void channel_mask_forward_kernel(const scalar_t* __restrict__ x, const acc_t* __restrict__ scales,
+                                            bool per_sample, bool channels_inner, int64_t numel, int64_t C,
+                                            int64_t S, scalar_t* __restrict__ out) {
+  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < numel;
+       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t b = k / (C * S);
+    const int64_t c = channels_inner ? k % C : (k / S) % C;
+    const acc_t s = scales[(per_sample ? b * C : 0) + c];
+    // A zero scale writes zero without reading x, as on the CPU.
+    out[k] = s == acc_t(0) ? scalar_t(0) : static_cast<scalar_t>(masked_value(s, x[k]));
+  }
+}
+
+// One block per (sample b, channel c): grad_x and the dot product <grad, x> over it.
+template <typename scalar_t, typename acc_t>
+__global__ void channel_mask_backward_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ x,
+                                             scalar_t* __restrict__ grad_x, const acc_t* __restrict__ scales,
+                                             bool per_sample, bool channels_inner, int64_t C, int64_t S,
+                                             acc_t* __restrict__ channel_dots) {
+  __shared__ acc_t partial[kThreads];
+  const int64_t row = blockIdx.x;  // b * C + c
+  const int64_t b = row / C, c = row % C;
+  const acc_t s = scales[(per_sample ? b * C : 0) + c];
+  acc_t dot = acc_t(0);
+  for (int64_t j = threadIdx.x; j < S; j += blockDim.x) {
+    const int64_t k = element_offset(channels_inner, b, c, j, C, S);
+    const acc_t g = static_cast<acc_t>(grad[k]);
+    if (grad_x != nullptr) grad_x[k] = static_cast<scalar_t>(masked_value(s, g));
+    if (x != nullptr) dot += g * static_cast<acc_t>(x[k]);
+  }
+  if (channel_dots == nullptr) return;
+  partial[threadIdx.x] = dot;
+  __syncthreads();
+  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) channel_dots[row] = partial[0];
+}
+
+template <typename acc_t>
+__global__ void gate_grads_kernel(const acc_t* row_dots, const int64_t* widths, int64_t k, int64_t rows,
+                                  int64_t channels, acc_t* gate_grads) {
+  const int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (r < rows) gate_grads_from_channel_dots(row_dots + r * channels, widths, k, gate_grads + r * k);
+}
+
+at::Tensor widths_on(const at::Tensor& like, at::IntArrayRef widths) {
+  return at::tensor(widths.vec(), at::TensorOptions().dtype(at::kLong)).to(like.device());
+}
+
+int grid_for(int64_t numel) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((numel + kThreads - 1) / kThreads, 65535)));
+}
+
+at::Tensor channel_mask_cuda(const at::Tensor& x_in, const at::Tensor& gates, at::IntArrayRef widths) {
+  check_channel_mask_inputs(x_in, gates, widths);
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  at::Tensor out = at::empty_like(x_in);
+  if (out.numel() == 0) return out;
+  ChannelLayout layout = classify_channel_layout(out);
+  at::Tensor work = layout == ChannelLayout::kOther ? at::empty_like(x_in, at::MemoryFormat::Contiguous) : out;
+  if (layout == ChannelLayout::kOther) layout = ChannelLayout::kChannelsOuter;
+  const at::Tensor x = like_layout(x_in, work);
+  const int64_t C = x.size(1), S = x.numel() / (x.size(0) * C);
+  const at::Tensor widths_dev = widths_on(x, widths);
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "hwnas_channel_mask_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const at::Tensor scales = device_scales<acc_t>(gates, widths_dev, C);
+    channel_mask_forward_kernel<scalar_t, acc_t><<<grid_for(x.numel()), kThreads, 0, stream>>>(
+        x.const_data_ptr<scalar_t>(), scales.const_data_ptr<acc_t>(), gates.dim() == 2,
+        layout == ChannelLayout::kChannelsInner, x.numel(), C, S, work.mutable_data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  if (!work.is_same(out)) out.copy_(work);
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> channel_mask_backward_cuda(const at::Tensor& grad_in, const at::Tensor& x_in,
+                                                              const at::Tensor& gates, at::IntArrayRef widths,
+                                                              bool x_needs_grad, bool gates_needs_grad) {
+  constexpr const char* where = "hwnas::channel_mask_backward";
+  TORCH_CHECK(is_supported_float(grad_in.scalar_type()), where,
+              ": grad must be float32, float64, bfloat16 or float16, got ", grad_in.scalar_type());
+  check_channel_gates(where, gates, widths, grad_in.sizes(), grad_in.scalar_type(), grad_in.device());
+  if (gates_needs_grad) {
+    TORCH_CHECK(x_in.sizes() == grad_in.sizes() && x_in.scalar_type() == grad_in.scalar_type() &&
+                    x_in.device() == grad_in.device(),
+                where, ": the gate gradient needs x shaped like grad (", grad_in.sizes(), "), got x of shape ",
+                x_in.sizes());
+  }
+  const c10::cuda::CUDAGuard guard(grad_in.device());
+  at::Tensor grad_x = x_needs_grad ? at::empty_like(grad_in) : at::empty({0}, grad_in.options());
+  at::Tensor grad_gates =
+      gates_needs_grad ? at::zeros_like(gates, at::MemoryFormat::Contiguous) : at::empty({0}, gates.options());
+  if (grad_in.numel() == 0 || (!x_needs_grad && !gates_needs_grad)) return {grad_x, grad_gates};
+
+  at::Tensor reference = x_needs_grad ? grad_x : grad_in;
+  ChannelLayout layout = classify_channel_layout(reference);
+  if (layout == ChannelLayout::kOther) {
+    reference = at::empty_like(grad_in, at::MemoryFormat::Contiguous);
+    layout = ChannelLayout::kChannelsOuter;
+  }
+  const at::Tensor grad = like_layout(grad_in, reference);
+  const at::Tensor x = gates_needs_grad ? like_layout(x_in, reference) : at::Tensor();
+  at::Tensor work_grad_x;
+  if (x_needs_grad) work_grad_x = reference.is_same(grad_x) ? grad_x : at::empty_like(reference);
+  const int64_t B = grad.size(0), C = grad.size(1), S = grad.numel() / (B * C);
+  const int64_t k = gates.size(-1);
+  const bool per_sample = gates.dim() == 2;
+  const at::Tensor widths_dev = widths_on(grad, widths);
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, grad.scalar_type(), "hwnas_channel_mask_backward_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const auto acc_dtype = c10::CppTypeToScalarType<acc_t>::value;
+    const at::Tensor scales = device_scales<acc_t>(gates, widths_dev, C);
+    at::Tensor channel_dots = gates_needs_grad ? at::empty({B, C}, grad.options().dtype(acc_dtype)) : at::Tensor();
+    channel_mask_backward_kernel<scalar_t, acc_t><<<static_cast<unsigned>(B * C), kThreads, 0, stream>>>(
+        grad.const_data_ptr<scalar_t>(), gates_needs_grad ? x.const_data_ptr<scalar_t>() : nullptr,
+        x_needs_grad ? work_grad_x.mutable_data_ptr<scalar_t>() : nullptr, scales.const_data_ptr<acc_t>(),
+        per_sample, layout == ChannelLayout::kChannelsInner, C, S,
+        gates_needs_grad ? channel_dots.mutable_data_ptr<acc_t>() : nullptr);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    if (gates_needs_grad) {
+      // [K] gates are shared by the batch: their channel dots sum over samples.
+      const at::Tensor row_dots = per_sample ? channel_dots : channel_dots.sum(0, /*keepdim=*/true);
+      const int64_t rows = row_dots.size(0);
+      at::Tensor grads = at::empty({rows, k}, grad.options().dtype(acc_dtype));
+      gate_grads_kernel<acc_t><<<static_cast<int>((rows + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
+          row_dots.const_data_ptr<acc_t>(), widths_dev.const_data_ptr<int64_t>(), k, rows, C,
+          grads.mutable_data_ptr<acc_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      grad_gates.copy_(grads.reshape(grad_gates.sizes()));
+    }
+  });
+  if (x_needs_grad && !work_grad_x.is_same(grad_x)) grad_x.copy_(work_grad_x);
+  return {grad_x, grad_gates};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(hwnas, CUDA, m) {
+  m.impl("channel_mask", &channel_mask_cuda);
+  m.impl("channel_mask_backward", &channel_mask_backward_cuda);
+}
+
+}  // namespace ops
+}  // namespace hwnas
