@@ -123,7 +123,7 @@ def test_temperature_and_mode_validation():
         (dict(widths=[4, 4, 8]), "strictly increasing"),
         (dict(widths=[0, 8]), "positive"),
         (dict(widths=[4, 6], groups=4), "multiples of groups=4"),
-        (dict(widths=[4, 8], latencies=[1.0]), "latencies has 1 entries for 2 widths"),
+        (dict(widths=[4, 8], latencies=[1.0]), "latencies has 1 entries for 2 choices"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message):

@@ -10,13 +10,13 @@ from torch import Tensor, nn
 
 from hwnas.ops import channel_mask
 
+from .choice import ArchChoice
 from .reference import channel_mask_reference, prefix_mask_matrix
-from .sampling import SEARCH_MODES, check_mode, check_temperature, sample_mixture
 
 __all__ = ["ChannelSearchConv2d"]
 
 
-class ChannelSearchConv2d(nn.Module):
+class ChannelSearchConv2d(ArchChoice):
     """Convolution (+ BN + activation) whose number of output channels is searched.
 
     One convolution runs at the largest width ``C_max = widths[-1]``; the K candidate
@@ -72,7 +72,6 @@ class ChannelSearchConv2d(nn.Module):
         fixed_index: Optional[int] = None,
         fused: bool = True,
     ) -> None:
-        super().__init__()
         widths = [int(w) for w in widths]
         if not widths:
             raise ValueError("ChannelSearchConv2d needs at least one width, got an empty list")
@@ -83,6 +82,9 @@ class ChannelSearchConv2d(nn.Module):
                 f"in_channels={in_channels} and the largest width {widths[-1]} must be positive "
                 f"multiples of groups={groups}"
             )
+        super().__init__(
+            len(widths), mode=mode, temperature=temperature, latencies=latencies, fixed_index=fixed_index
+        )
         self.in_channels = int(in_channels)
         self.widths = tuple(widths)
         self.conv = nn.Conv2d(
@@ -90,65 +92,15 @@ class ChannelSearchConv2d(nn.Module):
         )
         self.norm = nn.BatchNorm2d(widths[-1]) if norm else None
         self.activation = activation() if activation is not None else None
-        self.arch_logits = nn.Parameter(torch.zeros(len(widths)))
         self.register_buffer("mask_matrix", prefix_mask_matrix(widths, widths[-1]), persistent=False)
         self.register_buffer("width_values", torch.tensor(widths, dtype=torch.float32), persistent=False)
-        self.register_buffer("latencies", None)
-        if latencies is not None:
-            self.set_latencies(latencies)
-        self.mode = mode
-        self.temperature = temperature
-        self.fixed_index = fixed_index
         self.fused = bool(fused)
         self.last_gates: Optional[Tensor] = None
         self.expected_out_channels: Optional[Tensor] = None
         self.expected_macs: Optional[Tensor] = None
         self.expected_latency: Optional[Tensor] = None
 
-    # ------------------------------------------------------------------ settings
-
-    @property
-    def mode(self) -> str:
-        """The search mode, one of ``softmax, gumbel, gumbel_hard, single_path, fixed``."""
-        return self._mode
-
-    @mode.setter
-    def mode(self, value: str) -> None:
-        self._mode = check_mode(value, SEARCH_MODES)
-
-    @property
-    def temperature(self) -> float:
-        return self._temperature
-
-    @temperature.setter
-    def temperature(self, value: float) -> None:
-        self._temperature = check_temperature(value)
-
-    @property
-    def fixed_index(self) -> Optional[int]:
-        """Index into ``widths`` used in ``fixed`` mode (None until chosen)."""
-        return self._fixed_index
-
-    @fixed_index.setter
-    def fixed_index(self, value: Optional[int]) -> None:
-        if value is not None and not 0 <= int(value) < len(self.widths):
-            raise ValueError(f"fixed_index must be in [0, {len(self.widths)}), got {value!r}")
-        self._fixed_index = None if value is None else int(value)
-
-    def set_latencies(self, latencies: Sequence[float]) -> None:
-        """Sets the K per-width latencies used by ``expected_latency``."""
-        values = torch.as_tensor(latencies, dtype=torch.float32).flatten()
-        if values.numel() != len(self.widths):
-            raise ValueError(f"latencies has {values.numel()} entries for {len(self.widths)} widths")
-        if not torch.isfinite(values).all():
-            raise ValueError(f"latencies must be finite, got {values.tolist()}")
-        self.latencies = values.to(self.arch_logits.device)
-
     # ------------------------------------------------------------------ queries
-
-    def probabilities(self) -> Tensor:
-        """``softmax(arch_logits)``, ``[K]``."""
-        return torch.softmax(self.arch_logits, dim=-1)
 
     def best_width(self) -> int:
         """The width with the largest logit (the derived architecture)."""
@@ -178,13 +130,11 @@ class ChannelSearchConv2d(nn.Module):
             y = self.norm(y)
         if self.activation is not None:
             y = self.activation(y)
-        gates, _ = sample_mixture(self.arch_logits, self._mode, self._temperature, self._fixed_index)
+        gates, _ = self.sample_weights()
         self.last_gates = gates
         self.expected_out_channels = (gates * self.width_values.to(gates.dtype)).sum()
         self.expected_macs = (gates * self.macs_per_width(y.shape[-2], y.shape[-1]).to(gates.dtype)).sum()
-        self.expected_latency = (
-            (gates * self.latencies.to(gates.dtype)).sum() if self.latencies is not None else None
-        )
+        self.expected_latency = self.latency_of(gates) if self.latencies is not None else None
         if y.dtype in (torch.float16, torch.bfloat16):
             gates = gates.float()  # channel_mask takes float32 gates for 16-bit activations
         else:
@@ -194,14 +144,6 @@ class ChannelSearchConv2d(nn.Module):
         return channel_mask_reference(y, gates, self.widths, mask=self.mask_matrix)
 
     def extra_repr(self) -> str:
-        parts = [
-            f"in_channels={self.in_channels}",
-            f"widths={list(self.widths)}",
-            f"mode={self._mode!r}",
-            f"temperature={self._temperature:g}",
-        ]
-        if self._fixed_index is not None:
-            parts.append(f"fixed_index={self._fixed_index}")
-        parts.append(f"latencies={'set' if self.latencies is not None else None}")
+        parts = [f"in_channels={self.in_channels}", f"widths={list(self.widths)}", *self._choice_repr()]
         parts.append(f"fused={self.fused}")
         return ", ".join(parts)

@@ -10,13 +10,13 @@ from torch import Tensor, nn
 
 from hwnas.ops import weighted_sum
 
+from .choice import ArchChoice
 from .reference import weighted_sum_reference
-from .sampling import SEARCH_MODES, check_mode, check_temperature, sample_mixture
 
 __all__ = ["MixedLayer"]
 
 
-class MixedLayer(nn.Module):
+class MixedLayer(ArchChoice):
     """Searchable layer: a mixture of candidate blocks weighted by architecture logits.
 
     Every candidate maps ``[B, C_in, H, W]`` (or any input) to one common output
@@ -68,89 +68,32 @@ class MixedLayer(nn.Module):
         fixed_index: Optional[int] = None,
         fused: bool = True,
     ) -> None:
-        super().__init__()
         candidates = list(candidates)
         if not candidates:
             raise ValueError("MixedLayer needs at least one candidate, got an empty list")
         for i, op in enumerate(candidates):
             if not isinstance(op, nn.Module):
                 raise ValueError(f"candidate {i} must be an nn.Module, got {type(op).__name__}")
+        super().__init__(
+            len(candidates), mode=mode, temperature=temperature, latencies=latencies, fixed_index=fixed_index
+        )
         self.candidates = nn.ModuleList(candidates)
-        self.arch_logits = nn.Parameter(torch.zeros(len(candidates)))
-        self.mode = mode
-        self.temperature = temperature
-        self.fixed_index = fixed_index
         self.fused = bool(fused)
-        self.register_buffer("latencies", None)
-        if latencies is not None:
-            self.set_latencies(latencies)
         self.last_weights: Optional[Tensor] = None
         self.expected_latency: Optional[Tensor] = None
 
-    # ------------------------------------------------------------------ settings
-
     @property
     def num_candidates(self) -> int:
-        return len(self.candidates)
-
-    @property
-    def mode(self) -> str:
-        """The search mode, one of ``softmax, gumbel, gumbel_hard, single_path, fixed``."""
-        return self._mode
-
-    @mode.setter
-    def mode(self, value: str) -> None:
-        self._mode = check_mode(value, SEARCH_MODES)
-
-    @property
-    def temperature(self) -> float:
-        """Gumbel-softmax temperature; annealing it is the caller's choice."""
-        return self._temperature
-
-    @temperature.setter
-    def temperature(self, value: float) -> None:
-        self._temperature = check_temperature(value)
-
-    @property
-    def fixed_index(self) -> Optional[int]:
-        """Candidate run in ``fixed`` mode (None until chosen)."""
-        return self._fixed_index
-
-    @fixed_index.setter
-    def fixed_index(self, value: Optional[int]) -> None:
-        if value is not None and not 0 <= int(value) < len(self.candidates):
-            raise ValueError(f"fixed_index must be in [0, {len(self.candidates)}), got {value!r}")
-        self._fixed_index = None if value is None else int(value)
-
-    def set_latencies(self, latencies: Sequence[float]) -> None:
-        """Sets the N per-candidate latencies used by ``expected_latency``."""
-        values = torch.as_tensor(latencies, dtype=torch.float32).flatten()
-        if values.numel() != len(self.candidates):
-            raise ValueError(f"latencies has {values.numel()} entries for {len(self.candidates)} candidates")
-        if not torch.isfinite(values).all():
-            raise ValueError(f"latencies must be finite, got {values.tolist()}")
-        self.latencies = values.to(self.arch_logits.device)
-
-    # ------------------------------------------------------------------ queries
-
-    def probabilities(self) -> Tensor:
-        """``softmax(arch_logits)``, ``[N]``: the current architecture distribution."""
-        return torch.softmax(self.arch_logits, dim=-1)
+        return self.num_choices
 
     def best_index(self) -> int:
         """The candidate with the largest logit (the derived architecture)."""
         return int(self.arch_logits.detach().argmax())
 
-    def latency_of(self, weights: Tensor) -> Tensor:
-        """``sum_i weights[i] * LAT_i`` (0-dim), differentiable in ``weights``."""
-        if self.latencies is None:
-            raise ValueError("this MixedLayer has no latencies; pass latencies= or call set_latencies()")
-        return (weights * self.latencies.to(weights.dtype)).sum()
-
     # ------------------------------------------------------------------ forward
 
     def forward(self, x: Tensor) -> Tensor:
-        weights, index = sample_mixture(self.arch_logits, self._mode, self._temperature, self._fixed_index)
+        weights, index = self.sample_weights()
         self.last_weights = weights
         self.expected_latency = self.latency_of(weights) if self.latencies is not None else None
         if self._mode in ("single_path", "fixed"):
@@ -175,9 +118,5 @@ class MixedLayer(nn.Module):
         return torch.float32 if branch.dtype in (torch.float16, torch.bfloat16) else branch.dtype
 
     def extra_repr(self) -> str:
-        parts = [f"num_candidates={len(self.candidates)}", f"mode={self._mode!r}", f"temperature={self._temperature:g}"]
-        if self._fixed_index is not None:
-            parts.append(f"fixed_index={self._fixed_index}")
-        parts.append(f"latencies={'set' if self.latencies is not None else None}")
-        parts.append(f"fused={self.fused}")
+        parts = [f"num_candidates={self.num_choices}", *self._choice_repr(), f"fused={self.fused}"]
         return ", ".join(parts)
