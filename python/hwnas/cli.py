@@ -11,6 +11,9 @@ Examples::
     hwnas show my_arch.json
     hwnas profile fbnet_c --resolution 224
     hwnas profile my_arch.json --json profile.json
+    hwnas search                      # FBNet search on the built-in digits, retrain, export
+    hwnas train runs/search-.../      # retrain a searched architecture from scratch
+    hwnas latency build --space fbnet_small --resolution 32 --out table.json
 """
 
 from __future__ import annotations
@@ -138,6 +141,61 @@ def _run_profile(args: argparse.Namespace) -> int:
 
 register_subcommand("show", "print an architecture or zoo model as a table (and draw it)", _configure_show, _run_show)
 register_subcommand("profile", "parameters, MACs and per-layer breakdown of a zoo model or architecture", _configure_profile, _run_profile)
+
+
+# ---------------------------------------------------------------------- search, train, latency
+
+
+def _configure_search(parser: argparse.ArgumentParser) -> None:
+    from .search.commands import configure_search
+
+    configure_search(parser)
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    from .search.commands import run_search
+
+    return run_search(args)
+
+
+def _configure_train(parser: argparse.ArgumentParser) -> None:
+    from .search.commands import configure_train
+
+    configure_train(parser)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .search.commands import run_train
+
+    return run_train(args)
+
+
+class _ExistingParser:
+    """Lets ``hwnas.latency.commands.add_subparser`` (which creates its own ``latency``
+    parser from a subparsers object) fill the parser this registry already made."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        return self.parser
+
+
+def _configure_latency(parser: argparse.ArgumentParser) -> None:
+    from .latency.commands import add_subparser
+
+    add_subparser(_ExistingParser(parser))
+
+
+def _run_latency(args: argparse.Namespace) -> int:
+    return int(args.handler(args) or 0)
+
+
+register_subcommand("search", "FBNet search on a dataset for a latency target, then retrain and export",
+                    _configure_search, _run_search)
+register_subcommand("train", "train an architecture from scratch (SGD, cosine), measure its latency, export it",
+                    _configure_train, _run_train)
+register_subcommand("latency", "latency tables: build, validate, harness overhead", _configure_latency, _run_latency)
 
 
 # ---------------------------------------------------------------------- entry

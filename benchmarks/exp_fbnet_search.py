@@ -1,0 +1,239 @@
+"""Acceptance experiment of the FBNet search (issue 6): FBNet Table 3 and Table 5 at small scale.
+
+Part A (Table 3): for each data set (digits; MNIST test set when
+``../shared/data/mnist-t10k`` exists) and each of several latency weights, search
+with several seeds, retrain each searched model from scratch, measure it on the
+target, and compare with a MobileNetV2-style baseline scaled in width/depth to the
+searched models' measured latency and trained with the same recipe over the same
+seeds. Checks:
+
+* measured latency of the searched models falls as the latency weight rises;
+* each searched model's measured latency is within 10% of its predicted latency;
+* at equal or lower measured latency, searched accuracy >= baseline accuracy (mean over seeds);
+* search wall time on digits <= 15 minutes.
+
+Part B (Table 5): search once for the eager PyTorch target and once for ONNX Runtime,
+then measure both models on both targets: the architectures differ, and each is
+faster on its own target than the other's.
+
+Usage::
+
+    python benchmarks/exp_fbnet_search.py                     # full: 3 weights x 3 seeds, both parts
+    python benchmarks/exp_fbnet_search.py --quick             # reduced: 1 seed, short epochs, digits only
+    python benchmarks/exp_fbnet_search.py --seeds 0,1,2 --weights 0.6,4,16 --search-epochs 6 --train-epochs 10
+
+Results go to ``--out`` (default ``benchmarks/results/fbnet_search``): one run folder
+per search, ``results.json`` (format ``hwnas.experiment_fbnet`` v1) and the printed tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from typing import Any
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from common import machine_line  # noqa: E402
+
+from hwnas.data import load_dataset, prepare_splits  # noqa: E402
+from hwnas.latency.targets import get_target  # noqa: E402
+from hwnas.runs import atomic_write_json  # noqa: E402
+from hwnas.search.baselines import scale_baseline_to_latency  # noqa: E402
+from hwnas.search.dnas import SearchConfig  # noqa: E402
+from hwnas.search.pipeline import PipelineConfig, search_pipeline, train_architecture  # noqa: E402
+from hwnas.search.retrain import TrainConfig, measure_model_latency  # noqa: E402
+from hwnas.runs import RunDir  # noqa: E402
+from hwnas.spaces import Architecture, space_for_architecture  # noqa: E402
+
+MNIST_PATH = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "mnist-t10k"))
+
+
+def _objective(name: str, weight: float) -> dict[str, Any]:
+    if name in ("fbnet", "proxyless"):
+        base = {"name": name, "beta": weight}
+        if name == "fbnet":
+            base["alpha"] = 0.2
+        else:
+            raise ValueError("proxyless needs a target; use --objective hard_target with --weights as targets")
+        return base
+    if name == "additive":
+        return {"name": name, "lam": weight}
+    if name == "hard_target":
+        return {"name": name, "target": weight, "lam": 2.0}
+    raise ValueError(f"unknown objective {name!r}")
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def run_search(args, dataset: str, resolution: int, weight: float, seed: int, target: str, out: str) -> dict[str, Any]:
+    search = SearchConfig(epochs=args.search_epochs, warmup_epochs=args.warmup_epochs, objective=_objective(args.objective, weight),
+                          seed=seed, num_samples=args.samples)
+    retrain = TrainConfig(epochs=args.train_epochs, seed=seed)
+    config = PipelineConfig(data=dataset, resolution=resolution, data_seed=0, limit=args.limit, width=args.width,
+                            target=target, search=search.to_dict(), retrain=retrain.to_dict(), calibrate=args.calibrate,
+                            cache_dir=args.cache_dir)
+    folder = os.path.join(out, f"{os.path.basename(dataset)}-{target}-w{weight:g}-s{seed}")
+    resume = folder if os.path.exists(os.path.join(folder, "config.json")) else None
+    return search_pipeline(config, out=folder, resume=resume, progress=not args.quiet, log=_log if args.verbose else _quiet)
+
+
+def _log(line: str) -> None:
+    print(line, flush=True)
+
+
+def _quiet(line: str) -> None:
+    pass
+
+
+def part_a(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
+    """Table 3: latency weights x seeds, searched vs scaled MobileNetV2-style."""
+    rows = []
+    target = get_target("eager", threads=1)
+    splits = prepare_splits(load_dataset(dataset), resolution, seed=0, limit=args.limit)
+    for weight in args.weights:
+        runs = [run_search(args, dataset, resolution, weight, seed, "eager", out) for seed in args.seeds]
+        measured = [r["measured_latency_us"] for r in runs]
+        errors = [abs(r["latency_error"]) for r in runs]
+        accs = [r["test_accuracy"] for r in runs]
+        mean_latency = statistics.fmean(measured)
+        picked = scale_baseline_to_latency("fbnet_small", dict(resolution=resolution, in_channels=splits.in_channels,
+                                                               num_classes=splits.num_classes), target, min(measured))
+        base_accs, base_lats = [], []
+        for seed in args.seeds:
+            run = RunDir(os.path.join(out, f"{os.path.basename(dataset)}-baseline-w{weight:g}-s{seed}"))
+            trained = train_architecture(picked["space"], picked["arch"], splits, TrainConfig(epochs=args.train_epochs, seed=seed),
+                                         run, target, stage="baseline", progress=not args.quiet, log=_quiet)
+            base_accs.append(trained["test_accuracy"])
+            base_lats.append(trained["latency"]["median_us"])
+        row = {
+            "weight": weight, "archs": [r["architecture"] for r in runs],
+            "predicted_us": [r["predicted_latency_us"] for r in runs], "measured_us": measured,
+            "max_abs_latency_error": max(errors), "accuracy": _mean_std(accs),
+            "search_seconds": [r["search_seconds"] + r["table_seconds"] for r in runs],
+            "baseline": {"width": picked["width"], "depth": picked["depth"], "arch": picked["arch"].to_string(),
+                         "measured_us": base_lats, "accuracy": _mean_std(base_accs), "within_budget": picked["within_budget"]},
+        }
+        rows.append(row)
+        print(_row_text(dataset, row), flush=True)
+    return {"dataset": dataset, "resolution": resolution, "rows": rows}
+
+
+def _row_text(dataset: str, row: dict[str, Any]) -> str:
+    acc, sd = row["accuracy"]
+    bacc, bsd = row["baseline"]["accuracy"]
+    return (f"{os.path.basename(dataset):>12} {row['weight']:>7g} {statistics.fmean(row['predicted_us']):>9.0f} "
+            f"{statistics.fmean(row['measured_us']):>9.0f} {100 * row['max_abs_latency_error']:>6.1f}% "
+            f"{100 * acc:>6.2f}±{100 * sd:<5.2f} {'w%g d%g' % (row['baseline']['width'], row['baseline']['depth']):>10} "
+            f"{statistics.fmean(row['baseline']['measured_us']):>9.0f} {100 * bacc:>6.2f}±{100 * bsd:<5.2f} "
+            f"{max(row['search_seconds']) / 60:>6.1f}")
+
+
+TABLE3_HEADER = (f"{'dataset':>12} {'weight':>7} {'pred us':>9} {'meas us':>9} {'|err|':>7} {'acc %':>12} "
+                 f"{'baseline':>10} {'base us':>9} {'base acc %':>12} {'min':>6}")
+
+
+def part_b(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
+    """Table 5: search for eager and for ONNX Runtime, cross-measure both models."""
+    weight = args.weights[len(args.weights) // 2]
+    seed = args.seeds[0]
+    archs = {}
+    for target in ("eager", "onnxruntime"):
+        summary = run_search(args, dataset, resolution, weight, seed, target, out)
+        archs[target] = Architecture.load(os.path.join(summary["run"], "architecture.json"))
+    matrix: dict[str, dict[str, float]] = {}
+    for arch_target, arch in archs.items():
+        space = space_for_architecture(arch)
+        torch.manual_seed(0)
+        model = space.build(arch)
+        matrix[arch_target] = {}
+        for run_target in ("eager", "onnxruntime"):
+            # Alternate repeated measurements: the machine is shared and noisy.
+            values = [measure_model_latency(model, get_target(run_target, threads=1), (space.in_channels, resolution, resolution))["median_us"]
+                      for _ in range(3)]
+            matrix[arch_target][run_target] = statistics.median(values)
+    return {"weight": weight, "archs": {k: a.to_string() for k, a in archs.items()}, "latency_us": matrix}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="reduced run: seed 0, 2+1 search epochs, 3 train epochs, digits only")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--objective", default="fbnet", choices=("fbnet", "additive", "hard_target"))
+    parser.add_argument("--weights", default="0.6,6,24",
+                        help="latency weights: fbnet beta / additive lambda (rising), or hard_target targets in us (falling)")
+    parser.add_argument("--search-epochs", type=int, default=6)
+    parser.add_argument("--warmup-epochs", type=int, default=2)
+    parser.add_argument("--train-epochs", type=int, default=10)
+    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--width", type=float, default=0.25)
+    parser.add_argument("--resolution", type=int, default=16, help="digits resolution (MNIST uses 28)")
+    parser.add_argument("--calibrate", type=int, default=6)
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--no-mnist", action="store_true")
+    parser.add_argument("--no-targets", action="store_true", help="skip part B (eager vs ONNX Runtime)")
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "fbnet_search"))
+    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.weights = [float(w) for w in args.weights.split(",")]
+    if args.quick:
+        args.seeds, args.search_epochs, args.warmup_epochs, args.train_epochs, args.no_mnist = [0], 3, 1, 3, True
+    started = time.perf_counter()
+    print(machine_line())
+    print(f"objective {args.objective}, weights {args.weights}, seeds {args.seeds}, search epochs {args.search_epochs}, "
+          f"train epochs {args.train_epochs}, width {args.width}")
+    datasets = [("digits", args.resolution)]
+    if not args.no_mnist and os.path.isdir(MNIST_PATH):
+        datasets.append((MNIST_PATH, 28))
+    results: dict[str, Any] = {"format": "hwnas.experiment_fbnet", "version": 1, "machine": machine_line(),
+                               "args": {k: v for k, v in vars(args).items()}, "table3": [], "table5": None}
+    print("\nTable 3 (small scale): searched models vs MobileNetV2-style scaled to the same latency (eager CPU, 1 thread)")
+    print(TABLE3_HEADER)
+    for dataset, resolution in datasets:
+        results["table3"].append(part_a(args, dataset, resolution, args.out))
+        atomic_write_json(os.path.join(args.out, "results.json"), results)
+    if not args.no_targets:
+        results["table5"] = part_b(args, "digits", args.resolution, args.out)
+        atomic_write_json(os.path.join(args.out, "results.json"), results)
+        t5 = results["table5"]
+        print("\nTable 5 (small scale): latency (us) of each target's searched model on each target")
+        print(f"{'searched for':>14} {'on eager':>10} {'on onnxruntime':>15}  architecture")
+        for target, row in t5["latency_us"].items():
+            print(f"{target:>14} {row['eager']:>10.0f} {row['onnxruntime']:>15.0f}  {t5['archs'][target]}")
+    print("\nchecks:")
+    for block in results["table3"]:
+        rows = block["rows"]
+        means = [statistics.fmean(r["measured_us"]) for r in rows]
+        decreasing = all(a >= b for a, b in zip(means, means[1:])) if args.objective != "hard_target" else \
+            all(a >= b for a, b in zip(means, means[1:]))
+        name = os.path.basename(block["dataset"])
+        print(f"  {name}: measured latency falls as the weight rises: {decreasing} ({', '.join(f'{m:.0f}' for m in means)} us)")
+        print(f"  {name}: every |measured/predicted - 1| <= 10%: {all(r['max_abs_latency_error'] <= 0.10 for r in rows)}")
+        wins = [r["accuracy"][0] >= r["baseline"]["accuracy"][0] and
+                statistics.fmean(r["measured_us"]) <= statistics.fmean(r["baseline"]["measured_us"]) * 1.0 for r in rows]
+        print(f"  {name}: searched acc >= baseline acc at <= latency, per weight: {wins}")
+        if name == "digits":
+            worst = max(max(r["search_seconds"]) for r in rows)
+            print(f"  digits: search wall time (table + search) <= 15 min: {worst <= 900} (worst {worst / 60:.1f} min)")
+    if results["table5"]:
+        m, a = results["table5"]["latency_us"], results["table5"]["archs"]
+        print(f"  targets: architectures differ: {a['eager'] != a['onnxruntime']}; eager model faster on eager: "
+              f"{m['eager']['eager'] < m['onnxruntime']['eager']}; ORT model faster on ORT: "
+              f"{m['onnxruntime']['onnxruntime'] < m['eager']['onnxruntime']}")
+    print(f"\nwall time {(time.perf_counter() - started) / 60:.1f} min; results: {os.path.join(args.out, 'results.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

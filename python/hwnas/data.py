@@ -1,0 +1,398 @@
+"""Image-classification data for searches: built-in digits, IDX, ``.npz`` and image folders.
+
+Everything is held in memory as tensors (the data sets a 2-core search can use
+are small), so batches are plain index slices and fully deterministic.
+
+Sources (:func:`load_dataset`):
+
+* ``"digits"`` (the default): scikit-learn's bundled handwritten digits, 1797
+  grey 8x8 images of 10 classes, shipped with scikit-learn (no download). Their
+  pixel values 0..16 are scaled to [0, 1].
+* An MNIST-format IDX pair: a folder holding one ``*images*idx3*`` and one
+  ``*labels*idx1*`` file (optionally ``.gz``), or the path of the images file
+  (the labels file is found by replacing ``images``/``idx3`` with ``labels``/``idx1``).
+* A ``.npz`` file with arrays ``x`` (or ``images``) ``[N, H, W]``, ``[N, H, W, C]``
+  or ``[N, C, H, W]`` and ``y`` (or ``labels``) ``[N]`` of integer classes.
+* An image folder: one sub-folder per class (sorted names are the classes),
+  holding PNG/JPEG/BMP/GIF files, read with Pillow (converted to grey ``L``
+  unless some image is in colour, then all to ``RGB``).
+
+:func:`prepare_splits` then resizes every image to the search resolution
+(bilinear, ``align_corners=False``; digits' 8x8 become e.g. 16x16 or 32x32 this
+way), splits deterministically into train / validation / test from a seed, and
+standardises with the mean and standard deviation of the training split.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "ImageDataset",
+    "DataSplits",
+    "load_dataset",
+    "load_digits",
+    "load_idx_pair",
+    "read_idx",
+    "load_npz",
+    "load_image_folder",
+    "prepare_splits",
+    "iterate_batches",
+]
+
+_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+@dataclass
+class ImageDataset:
+    """Images and labels in memory.
+
+    Attributes:
+        images: ``[N, C, H, W]`` float32 (values in [0, 1] when loaded, standardised after
+            :func:`prepare_splits`).
+        labels: ``[N]`` int64 class indices in ``[0, num_classes)``.
+        num_classes: Number of classes.
+        name: Short description of the source (for configs and reports).
+        class_names: Optional class names, index-aligned.
+    """
+
+    images: Tensor
+    labels: Tensor
+    num_classes: int
+    name: str = "dataset"
+    class_names: Optional[list[str]] = None
+
+    def __post_init__(self) -> None:
+        if self.images.dim() != 4:
+            raise ValueError(f"{self.name}: images must be [N, C, H, W], got shape {tuple(self.images.shape)}")
+        if self.labels.dim() != 1 or self.labels.shape[0] != self.images.shape[0]:
+            raise ValueError(
+                f"{self.name}: {self.images.shape[0]} images but labels of shape {tuple(self.labels.shape)}"
+            )
+        if self.images.shape[0] == 0:
+            raise ValueError(f"{self.name}: the data set is empty")
+        if int(self.labels.min()) < 0 or int(self.labels.max()) >= self.num_classes:
+            raise ValueError(
+                f"{self.name}: labels must lie in [0, {self.num_classes}), got [{int(self.labels.min())}, {int(self.labels.max())}]"
+            )
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        return int(self.images.shape[2]), int(self.images.shape[3])
+
+    def subset(self, indices: Tensor, name: Optional[str] = None) -> "ImageDataset":
+        """The examples at ``indices`` (``[M]`` int64), same classes."""
+        return ImageDataset(self.images[indices], self.labels[indices], self.num_classes,
+                            name or self.name, self.class_names)
+
+
+def _from_arrays(images: np.ndarray, labels: np.ndarray, name: str, class_names: Optional[list[str]] = None) -> ImageDataset:
+    """Builds a dataset from ``[N,H,W]``/``[N,H,W,C]``/``[N,C,H,W]`` images (uint8 or float) and labels."""
+    images = np.asarray(images)
+    labels = np.asarray(labels)
+    if images.ndim == 3:
+        images = images[:, None]
+    elif images.ndim == 4:
+        # Channels-last when the last axis is small and the second is not.
+        if images.shape[-1] in (1, 3, 4) and images.shape[1] not in (1, 3, 4):
+            images = images.transpose(0, 3, 1, 2)
+    else:
+        raise ValueError(f"{name}: images must have 3 or 4 dimensions, got shape {images.shape}")
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{name}: labels must be a 1-D integer array, got shape {labels.shape} dtype {labels.dtype}")
+    if images.dtype == np.uint8:
+        data = torch.from_numpy(images.astype(np.float32) / 255.0)
+    elif np.issubdtype(images.dtype, np.floating) or np.issubdtype(images.dtype, np.integer):
+        data = torch.from_numpy(images.astype(np.float32))
+        top = float(data.max()) if data.numel() else 1.0
+        if top > 1.0:  # e.g. 0..255 stored as int32/float: bring to [0, 1]
+            data = data / top
+    else:
+        raise ValueError(f"{name}: unsupported image dtype {images.dtype}")
+    labels_t = torch.from_numpy(labels.astype(np.int64))
+    num_classes = int(labels_t.max()) + 1 if class_names is None else len(class_names)
+    return ImageDataset(data.contiguous(), labels_t, num_classes, name, class_names)
+
+
+def load_digits() -> ImageDataset:
+    """scikit-learn's bundled digits: 1797 grey 8x8 images, 10 classes, values scaled to [0, 1]."""
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    bunch = sk_load_digits()
+    images = bunch.images.astype(np.float32) / 16.0  # pixel values are 0..16
+    return ImageDataset(torch.from_numpy(images[:, None]).contiguous(), torch.from_numpy(bunch.target.astype(np.int64)),
+                        10, "digits", [str(i) for i in range(10)])
+
+
+# --------------------------------------------------------------------------- IDX
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Reads an IDX file (MNIST format), gzip-compressed or not.
+
+    Raises:
+        ValueError: The file is not IDX (bad magic number, unknown type code or size mismatch).
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    opener = gzip.open if head == b"\x1f\x8b" else open
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc})") from exc
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path}: not an IDX file (magic bytes {raw[:4]!r})")
+    ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise ValueError(f"{path}: truncated IDX header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    body = raw[4 + 4 * ndim:]
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(body) != expected:
+        raise ValueError(f"{path}: IDX header promises shape {shape} ({expected} bytes) but the body has {len(body)} bytes")
+    return np.frombuffer(body, dtype=dtype).reshape(shape)
+
+
+def _find_idx_pair(path: str) -> tuple[str, str]:
+    if os.path.isdir(path):
+        names = sorted(os.listdir(path))
+        images = [n for n in names if re.search(r"images?.*idx3|idx3.*images?", n)]
+        labels = [n for n in names if re.search(r"labels?.*idx1|idx1.*labels?", n)]
+        if len(images) != 1 or len(labels) != 1:
+            raise ValueError(
+                f"{path}: expected exactly one '*images*idx3*' and one '*labels*idx1*' file, found images={images} labels={labels}"
+            )
+        return os.path.join(path, images[0]), os.path.join(path, labels[0])
+    base = os.path.basename(path)
+    label_name = base.replace("images", "labels").replace("idx3", "idx1")
+    label_path = os.path.join(os.path.dirname(path), label_name)
+    if label_name == base or not os.path.isfile(label_path):
+        raise ValueError(f"{path}: cannot find the matching labels file (looked for {label_path})")
+    return path, label_path
+
+
+def load_idx_pair(path: str | os.PathLike) -> ImageDataset:
+    """An MNIST-format data set from a folder or an images file (see module docstring)."""
+    images_path, labels_path = _find_idx_pair(os.fspath(path))
+    images = read_idx(images_path)
+    labels = read_idx(labels_path)
+    if images.ndim != 3:
+        raise ValueError(f"{images_path}: IDX images must be [N, H, W], got shape {images.shape}")
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        raise ValueError(f"{labels_path}: {labels.shape} labels for {images.shape[0]} images")
+    return _from_arrays(images, labels.astype(np.int64), f"idx:{os.path.basename(images_path)}")
+
+
+# --------------------------------------------------------------------------- npz / folders
+
+
+def load_npz(path: str | os.PathLike) -> ImageDataset:
+    """A data set from a ``.npz`` with ``x``/``images`` and ``y``/``labels`` arrays."""
+    path = os.fspath(path)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable .npz file ({exc})") from exc
+    with archive:
+        keys = set(archive.files)
+        x_key = next((k for k in ("x", "images", "x_train") if k in keys), None)
+        y_key = next((k for k in ("y", "labels", "y_train") if k in keys), None)
+        if x_key is None or y_key is None:
+            raise ValueError(f"{path}: expected arrays 'x' (or 'images') and 'y' (or 'labels'), found {sorted(keys)}")
+        return _from_arrays(archive[x_key], archive[y_key], f"npz:{os.path.basename(path)}")
+
+
+def load_image_folder(path: str | os.PathLike) -> ImageDataset:
+    """A data set from ``path/<class>/<image files>`` (classes in sorted order)."""
+    from PIL import Image
+
+    path = os.fspath(path)
+    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    if not classes:
+        raise ValueError(f"{path}: an image folder needs one sub-folder per class; found none")
+    files: list[tuple[str, int]] = []
+    for index, name in enumerate(classes):
+        folder = os.path.join(path, name)
+        files += [(os.path.join(folder, f), index) for f in sorted(os.listdir(folder)) if f.lower().endswith(_IMAGE_EXTENSIONS)]
+    if not files:
+        raise ValueError(f"{path}: no image files ({', '.join(_IMAGE_EXTENSIONS)}) in the class folders {classes}")
+    loaded = []
+    for file, _ in files:
+        try:
+            with Image.open(file) as image:
+                image.load()
+                loaded.append(image.copy())
+        except OSError as exc:
+            raise ValueError(f"{file}: cannot read image ({exc})") from exc
+    mode = "RGB" if any(im.mode not in ("L", "1", "I", "I;16", "F") for im in loaded) else "L"
+    sizes = {im.size for im in loaded}
+    if len(sizes) != 1:
+        # Different sizes: bring all to the most common one now; prepare_splits resizes again later.
+        target = max(sizes, key=lambda s: sum(im.size == s for im in loaded))
+        loaded = [im if im.size == target else im.resize(target, Image.BILINEAR) for im in loaded]
+    arrays = np.stack([np.asarray(im.convert(mode), dtype=np.uint8) for im in loaded])
+    labels = np.array([label for _, label in files], dtype=np.int64)
+    return _from_arrays(arrays, labels, f"folder:{os.path.basename(os.path.normpath(path))}", classes)
+
+
+def load_dataset(source: str) -> ImageDataset:
+    """Loads ``"digits"`` or a path (IDX folder/file, ``.npz``, image folder).
+
+    Raises:
+        FileNotFoundError: ``source`` is not ``digits`` and no such path exists.
+        ValueError: The path exists but is no supported format.
+    """
+    if source == "digits":
+        return load_digits()
+    path = os.path.expanduser(source)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"data source {source!r} is neither 'digits' nor an existing path (IDX folder/file, .npz, image folder)"
+        )
+    if os.path.isfile(path):
+        if path.lower().endswith(".npz"):
+            return load_npz(path)
+        if "idx" in os.path.basename(path).lower():
+            return load_idx_pair(path)
+        raise ValueError(f"{path}: unsupported data file; give a .npz, an IDX images file, or a folder")
+    names = os.listdir(path)
+    if any("idx3" in n for n in names):
+        return load_idx_pair(path)
+    return load_image_folder(path)
+
+
+# --------------------------------------------------------------------------- splits
+
+
+@dataclass
+class DataSplits:
+    """Deterministic train / validation / test splits at one resolution, standardised.
+
+    Attributes:
+        train, val, test: The three splits.
+        mean, std: Per-channel statistics of the training split (``[C]`` lists) used to
+            standardise every split (the exported model expects inputs standardised the same way).
+        info: Source, sizes, seed and resize description, for configs.
+    """
+
+    train: ImageDataset
+    val: ImageDataset
+    test: ImageDataset
+    mean: list[float]
+    std: list[float]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def in_channels(self) -> int:
+        return self.train.in_channels
+
+    @property
+    def num_classes(self) -> int:
+        return self.train.num_classes
+
+
+def _resize(images: Tensor, resolution: int) -> Tensor:
+    if images.shape[-2:] == (resolution, resolution):
+        return images
+    return F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False)
+
+
+def prepare_splits(
+    dataset: ImageDataset,
+    resolution: int,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    limit: Optional[int] = None,
+) -> DataSplits:
+    """Resizes, splits (seeded permutation) and standardises a data set.
+
+    Args:
+        dataset: Loaded images in [0, 1].
+        resolution: Side length every image is resized to (bilinear).
+        seed: Seed of the split permutation (same seed, same split).
+        val_fraction, test_fraction: Shares of the validation and test splits.
+        limit: Use only the first ``limit`` examples of the permutation (quick runs, tests).
+
+    Returns:
+        The splits; ``train`` gets what validation and test leave.
+    """
+    if not 0 < val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise ValueError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in (0, 1) and sum below 1")
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 4:
+        raise ValueError(f"resolution must be an integer of at least 4, got {resolution!r}")
+    generator = torch.Generator().manual_seed(int(seed))
+    order = torch.randperm(len(dataset), generator=generator)
+    if limit is not None:
+        if limit < 3:
+            raise ValueError(f"limit must be at least 3 examples, got {limit}")
+        order = order[:limit]
+    n = len(order)
+    n_val = max(1, int(round(n * val_fraction)))
+    n_test = max(1, int(round(n * test_fraction)))
+    n_train = n - n_val - n_test
+    if n_train < 1:
+        raise ValueError(f"{n} examples are too few to split into train/validation/test")
+    images = _resize(dataset.images[order], resolution)
+    labels = dataset.labels[order]
+    train_images = images[:n_train]
+    # Standardise with training statistics only, so validation/test leak nothing into the model.
+    mean = train_images.mean(dim=(0, 2, 3))
+    std = train_images.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    images = ((images - mean[None, :, None, None]) / std[None, :, None, None]).contiguous()
+
+    def part(lo: int, hi: int, tag: str) -> ImageDataset:
+        return ImageDataset(images[lo:hi], labels[lo:hi], dataset.num_classes, f"{dataset.name}/{tag}", dataset.class_names)
+
+    info = {
+        "source": dataset.name,
+        "original_size": list(dataset.resolution),
+        "resolution": resolution,
+        "resize": "bilinear (align_corners=False)" if dataset.resolution != (resolution, resolution) else "none",
+        "in_channels": dataset.in_channels,
+        "num_classes": dataset.num_classes,
+        "seed": int(seed),
+        "sizes": {"train": n_train, "val": n_val, "test": n_test},
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+    }
+    return DataSplits(part(0, n_train, "train"), part(n_train, n_train + n_val, "val"),
+                      part(n_train + n_val, n, "test"), mean.tolist(), std.tolist(), info)
+
+
+def iterate_batches(
+    dataset: ImageDataset, batch_size: int, generator: Optional[torch.Generator] = None, shuffle: bool = True
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Yields ``(images [B, C, H, W], labels [B])`` batches; shuffled with ``generator`` if asked.
+
+    The last batch may be smaller. Shuffling draws from ``generator`` only (not the
+    global RNG), so a checkpointed generator state reproduces the order exactly.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    n = len(dataset)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    for start in range(0, n, batch_size):
+        index = order[start:start + batch_size]
+        yield dataset.images[index], dataset.labels[index]

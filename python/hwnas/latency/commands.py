@@ -1,0 +1,156 @@
+"""``hwnas latency build|validate|overhead`` command-line handlers.
+
+Wire into the main CLI with ``hwnas.latency.commands.add_subparser(subparsers)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["add_subparser", "main"]
+
+
+def _space(args: argparse.Namespace) -> Any:
+    from hwnas.spaces import get_space
+
+    kwargs: dict[str, Any] = {"resolution": args.resolution}
+    if args.width is not None:
+        kwargs["width"] = args.width
+    return get_space(args.space, **kwargs)
+
+
+def _target(args: argparse.Namespace) -> Any:
+    from .targets import get_target
+
+    return get_target(args.target, threads=args.threads, batch=args.batch)
+
+
+def _timing(args: argparse.Namespace, base: Any, clock: str = "steady") -> Any:
+    from dataclasses import replace
+
+    base = replace(base, clock=args.clock or clock)
+    if getattr(args, "flush_mb", None):
+        base = replace(base, flush_bytes=int(args.flush_mb * (1 << 20)))
+    # A short budget asks for a quick run: keep the warm-up in proportion.
+    return replace(base, target_rel_ci=args.rel_ci, budget_s=args.budget, warmup_s=min(base.warmup_s, args.budget / 4),
+                   warmup_iters=min(base.warmup_iters, max(2, int(args.budget * 1000))))
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from .build import DEFAULT_TABLE_TIMING, build_table
+    from .fingerprint import machine_line
+
+    space = _space(args)
+    target = _target(args)
+    table = build_table(space, target, args.out, config=_timing(args, DEFAULT_TABLE_TIMING), resume=not args.restart,
+                        allow_mixed=args.allow_mixed, progress=not args.quiet)
+    print(f"{table!r} -> {args.out}")
+    print(f"machine: {machine_line(table.fingerprint)}")
+    print(f"per-call overhead of the target: {table.call_overhead:.3f} {table.unit}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .table import LatencyTable
+    from .targets import target_from_fingerprint
+    from .validation import DEFAULT_MODEL_TIMING, validate_table
+    from hwnas.spaces import get_space
+
+    table = LatencyTable.load(args.table)
+    kwargs: dict[str, Any] = {"resolution": table.resolution}
+    if table.width != 1.0:
+        kwargs["width"] = table.width
+    space = get_space(table.space, **kwargs)
+    target = target_from_fingerprint(table.fingerprint)
+    report = validate_table(
+        table, space, target, num_archs=args.num_archs, num_calibration=args.calibration, seed=args.seed,
+        config=_timing(args, DEFAULT_MODEL_TIMING, table.notes.get("timing", {}).get("clock", "steady")),
+        allow_mixed=args.allow_mixed, progress=not args.quiet,
+        plot_path=args.plot, report_path=args.report,
+    )
+    if args.calibration and args.store_correction:
+        table.save(args.table)
+    print("\n".join(report.summary_lines()))
+    if args.plot:
+        print(f"plot: {args.plot}")
+    if args.report:
+        print(f"report: {args.report}")
+    return 0
+
+
+def _cmd_overhead(args: argparse.Namespace) -> int:
+    from .harness import clock_pair_cost_ns, harness_overhead, python_call_overhead
+
+    out = {
+        "harness_empty_body_ns": harness_overhead().median_us * 1e3,
+        "python_call_ns": python_call_overhead().median_us * 1e3,
+        "clock_pair_ns": clock_pair_cost_ns(),
+    }
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, model: bool) -> None:
+    p.add_argument("--rel-ci", type=float, default=0.01, help="target relative CI width of each median (default 0.01)")
+    p.add_argument("--budget", type=float, default=3.0 if model else 1.5, help="seconds per measurement at most")
+    p.add_argument("--allow-mixed", action="store_true", help="accept tables/targets with different fingerprints")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--clock", choices=("steady", "thread_cpu"), default=None,
+                   help="steady (wall time, default for build) or thread_cpu (CPU time of the timing thread: "
+                        "robust on a shared machine, needs --threads 1); validate defaults to the table's clock")
+
+
+def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
+    """Adds ``latency`` with sub-commands ``build``, ``validate`` and ``overhead``."""
+    latency = subparsers.add_parser("latency", help="latency tables: build, validate, harness overhead")
+    sub = latency.add_subparsers(dest="latency_command", required=True)
+
+    build = sub.add_parser("build", help="measure a latency table (resumable)")
+    build.add_argument("--space", required=True, help="search space name, e.g. fbnet, fbnet_small")
+    build.add_argument("--resolution", type=int, required=True, help="input side length, e.g. 32 or 64")
+    build.add_argument("--width", type=float, default=None, help="width multiplier of the space")
+    build.add_argument("--target", default="eager", help="eager, torchscript or onnxruntime")
+    build.add_argument("--threads", type=int, default=1)
+    build.add_argument("--batch", type=int, default=1)
+    build.add_argument("--out", required=True, help="table JSON path (continued if it exists)")
+    build.add_argument("--restart", action="store_true", help="discard an existing table at --out")
+    build.add_argument("--flush-mb", type=float, default=0.0,
+                       help="MiB written between block samples to evict caches (e.g. 4x the per-core L2, so a "
+                            "block finds its weights out of L2 as inside a whole model); default 0")
+    _common(build, model=False)
+    build.set_defaults(handler=_cmd_build)
+
+    validate = sub.add_parser("validate", help="measure random whole models and compare with the table")
+    validate.add_argument("--table", required=True)
+    validate.add_argument("--num-archs", type=int, default=30)
+    validate.add_argument("--calibration", type=int, default=10, help="extra architectures to fit the correction on")
+    validate.add_argument("--seed", type=int, default=0)
+    validate.add_argument("--plot", default=None, help="predicted-versus-measured PNG path")
+    validate.add_argument("--report", default=None, help="JSON report path")
+    validate.add_argument("--no-store-correction", dest="store_correction", action="store_false",
+                          help="do not write the fitted correction back into the table")
+    _common(validate, model=True)
+    validate.set_defaults(handler=_cmd_validate)
+
+    overhead = sub.add_parser("overhead", help="the timing harness's own per-iteration overhead")
+    overhead.set_defaults(handler=_cmd_overhead)
+    return latency
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry point: ``python -m hwnas.latency.commands latency build ...``."""
+    parser = argparse.ArgumentParser(prog="hwnas")
+    add_subparser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except ValueError as exc:
+        print(f"hwnas latency: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,390 @@
+"""Learned cost predictors, for what a lookup table cannot enumerate.
+
+* :class:`BlockCostPredictor` - HURRICANE-style regression from operator features
+  (MACs of dense and depthwise convolutions, parameters, activation traffic,
+  operator counts, block family) to a block's latency or energy, with scikit-learn's
+  Bayesian ridge regression (``"bayesian_ridge"``) or a Gaussian process
+  (``"gaussian_process"``). It predicts blocks at shapes never measured, e.g. the
+  per-layer channel widths of FBNetV2, or any of the 32 HURRICANE operators.
+* :func:`fit_table_from_models` - a per-block table fitted by non-negative least
+  squares from whole-model measurements only, for targets where single blocks
+  cannot be timed.
+
+Saved predictors (``format`` ``hwnas.cost_predictor``, ``version`` 1) hold the
+training data and the fitted hyperparameters; loading refits deterministically
+(no pickles: a file stays readable across scikit-learn versions).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._io import read_json, write_json
+from .table import LatencyTable, TableEntry, entry_key, layer_entry_keys
+
+__all__ = [
+    "BlockConfig",
+    "block_features",
+    "FEATURE_NAMES",
+    "BlockCostPredictor",
+    "table_training_data",
+    "fit_table_from_models",
+    "PREDICTOR_FORMAT",
+    "PREDICTOR_FORMAT_VERSION",
+]
+
+PREDICTOR_FORMAT = "hwnas.cost_predictor"
+PREDICTOR_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BlockConfig:
+    """A block at a shape: what one table entry or one predictor row describes."""
+
+    block: str
+    c_in: int
+    c_out: int
+    stride: int
+    in_hw: tuple[int, int]
+
+    def key(self) -> str:
+        return entry_key(self.block, self.c_in, self.c_out, self.stride, self.in_hw)
+
+    @classmethod
+    def from_entry(cls, entry: TableEntry) -> "BlockConfig":
+        return cls(entry.block, entry.c_in, entry.c_out, entry.stride, tuple(entry.in_hw))
+
+    @classmethod
+    def coerce(cls, value: Any) -> "BlockConfig":
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, Mapping):
+            return cls(str(value["block"]), int(value["c_in"]), int(value["c_out"]), int(value["stride"]),
+                       (int(value["in_hw"][0]), int(value["in_hw"][1])))
+        if isinstance(value, (tuple, list)) and len(value) == 5:
+            block, c_in, c_out, stride, in_hw = value
+            return cls(str(block), int(c_in), int(c_out), int(stride), (int(in_hw[0]), int(in_hw[1])))
+        raise ValueError(f"cannot read a block configuration from {value!r}; give BlockConfig, dict or 5-tuple")
+
+
+FEATURE_NAMES = (
+    "dense_mmacs",        # MACs of non-depthwise convs and linears, in millions
+    "depthwise_mmacs",    # MACs of depthwise convs (memory-bound, slower per MAC)
+    "kparams",            # parameters, in thousands (weights read per call)
+    "kact",               # input + output elements of every compute op, in thousands (memory traffic)
+    "ops",                # compute modules executed (each pays a dispatch overhead)
+    "elementwise_kelems", # elements through activations/BN/adds, in thousands
+    "is_identity",        # the block is a pure identity (no op at all)
+)
+
+_ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.BatchNorm2d, nn.Sigmoid, nn.Hardswish, nn.Hardsigmoid, nn.SiLU)
+
+
+@lru_cache(maxsize=4096)
+def _features_cached(config: BlockConfig, batch: int) -> tuple[float, ...]:
+    from hwnas.spaces import build_block
+
+    module = build_block(config.block, config.c_in, config.c_out, config.stride).eval()
+    counts = dict(dense=0.0, dw=0.0, act=0.0, ops=0.0, elem=0.0)
+
+    def hook(mod: nn.Module, inputs: tuple, output: Any) -> None:
+        x = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+        out_elems = float(output.numel()) if isinstance(output, torch.Tensor) else 0.0
+        in_elems = float(x.numel()) if x is not None else 0.0
+        if isinstance(mod, nn.Conv2d):
+            macs = out_elems * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+            depthwise = mod.groups == mod.in_channels and mod.groups > 1
+            counts["dw" if depthwise else "dense"] += macs
+        elif isinstance(mod, nn.Linear):
+            counts["dense"] += out_elems * mod.in_features
+        elif isinstance(mod, _ELEMENTWISE):
+            counts["elem"] += out_elems
+        elif len(list(mod.children())) == 0 and not isinstance(mod, nn.Identity):
+            counts["elem"] += out_elems  # pooling, shuffles and other leaf ops
+        else:
+            return
+        counts["ops"] += 1
+        counts["act"] += in_elems + out_elems
+
+    handles = [m.register_forward_hook(hook) for m in module.modules() if len(list(m.children())) == 0]
+    with torch.inference_mode():
+        x = torch.zeros(batch, config.c_in, *config.in_hw)
+        y = module(x)
+    for h in handles:
+        h.remove()
+    identity = float(counts["ops"] == 0 and tuple(y.shape) == tuple(x.shape))
+    params = float(sum(p.numel() for p in module.parameters()))
+    return (counts["dense"] / 1e6, counts["dw"] / 1e6, params / 1e3, counts["act"] / 1e3, counts["ops"],
+            counts["elem"] / 1e3, identity)
+
+
+def block_features(config: BlockConfig | Mapping[str, Any] | tuple, batch: int = 1) -> np.ndarray:
+    """Operator features of a block at a shape (see :data:`FEATURE_NAMES`), counted by running it once."""
+    return np.asarray(_features_cached(BlockConfig.coerce(config), int(batch)), dtype=float)
+
+
+def table_training_data(table: LatencyTable) -> tuple[list[BlockConfig], np.ndarray]:
+    """The block entries of a table (stem and head left out) as predictor training data."""
+    configs, values = [], []
+    for key, entry in table.entries.items():
+        if key in (table.stem_key, table.head_key):
+            continue
+        configs.append(BlockConfig.from_entry(entry))
+        values.append(entry.value)
+    return configs, np.asarray(values, dtype=float)
+
+
+class BlockCostPredictor:
+    """Predicts a block's cost (latency or energy) from its operator features.
+
+    Args:
+        kind: ``"bayesian_ridge"`` (HURRICANE: linear in the features, with
+            uncertainty) or ``"gaussian_process"`` (log-features to log-cost,
+            anisotropic RBF + white noise kernel).
+        batch: Batch size the features are counted at (match the measurements).
+        metric, unit: What the cost is (``"latency"``/``"us"``, ``"energy"``/``"mJ"``).
+        fingerprint: Where the training costs were measured (stored with the predictor).
+    """
+
+    KINDS = ("bayesian_ridge", "gaussian_process")
+
+    def __init__(self, kind: str = "bayesian_ridge", batch: int = 1, metric: str = "latency", unit: str = "us",
+                 fingerprint: Optional[Mapping[str, Any]] = None) -> None:
+        if kind not in self.KINDS:
+            raise ValueError(f"predictor kind must be one of {self.KINDS}, got {kind!r}")
+        self.kind = kind
+        self.batch = int(batch)
+        self.metric = metric
+        self.unit = unit
+        self.fingerprint = dict(fingerprint or {})
+        self._configs: list[BlockConfig] = []
+        self._values: Optional[np.ndarray] = None
+        self._model: Any = None
+        self._scale: Optional[tuple[np.ndarray, np.ndarray]] = None
+        self.hyperparameters: dict[str, Any] = {}
+
+    def _design(self, configs: Sequence[BlockConfig]) -> np.ndarray:
+        x = np.stack([block_features(c, self.batch) for c in configs])
+        if self.kind == "gaussian_process":
+            x = np.log1p(x)
+        return x
+
+    def fit(self, configs: Sequence[Any], values: Sequence[float], _kernel_theta: Optional[list[float]] = None) -> "BlockCostPredictor":
+        """Fits the predictor to measured costs.
+
+        Raises:
+            ValueError: Lengths differ, fewer than 3 rows, or a non-positive cost
+                (Gaussian process: costs are modelled in log space).
+        """
+        configs = [BlockConfig.coerce(c) for c in configs]
+        y = np.asarray(values, dtype=float)
+        if len(configs) != y.size:
+            raise ValueError(f"{len(configs)} block configurations but {y.size} values")
+        if y.size < 3:
+            raise ValueError(f"need at least 3 measurements to fit a predictor, got {y.size}")
+        if self.kind == "gaussian_process" and np.any(y <= 0):
+            raise ValueError("gaussian_process models log cost: every value must be positive")
+        x = self._design(configs)
+        mean, std = x.mean(axis=0), x.std(axis=0)
+        std[std == 0] = 1.0
+        self._scale = (mean, std)
+        xs = (x - mean) / std
+        if self.kind == "bayesian_ridge":
+            from sklearn.linear_model import BayesianRidge
+
+            model = BayesianRidge(fit_intercept=True)
+            model.fit(xs, y)
+            self.hyperparameters = {"alpha": float(model.alpha_), "lambda": float(model.lambda_)}
+        else:
+            from sklearn.gaussian_process import GaussianProcessRegressor
+            from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+            kernel = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(np.ones(x.shape[1]), (1e-2, 1e3)) + WhiteKernel(1e-3, (1e-8, 1e0))
+            if _kernel_theta is not None:
+                kernel = kernel.clone_with_theta(np.asarray(_kernel_theta, dtype=float))
+            model = GaussianProcessRegressor(
+                kernel=kernel, normalize_y=True, random_state=0,
+                optimizer=None if _kernel_theta is not None else "fmin_l_bfgs_b", n_restarts_optimizer=0,
+            )
+            # Length scales of features that do not matter run into their upper bound by
+            # design (the kernel ignores them); scikit-learn warns about it every fit.
+            from sklearn.exceptions import ConvergenceWarning
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model.fit(xs, np.log(y))
+            self.hyperparameters = {"kernel": str(model.kernel_), "theta": [float(t) for t in model.kernel_.theta]}
+        self._model = model
+        self._configs = configs
+        self._values = y
+        return self
+
+    def predict(self, configs: Sequence[Any], return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Predicted costs (and standard deviations, in the same unit, if ``return_std``)."""
+        if self._model is None:
+            raise ValueError("the predictor is not fitted; call fit() or load() first")
+        configs = [BlockConfig.coerce(c) for c in configs]
+        mean, std = self._scale
+        xs = (self._design(configs) - mean) / std
+        mu, sigma = self._model.predict(xs, return_std=True)
+        if self.kind == "gaussian_process":
+            # Log-normal: median exp(mu); the std is that of the cost, not of its log.
+            value = np.exp(mu)
+            spread = value * np.sqrt(np.maximum(np.exp(sigma**2) - 1.0, 0.0))
+        else:
+            value, spread = mu, sigma
+        return (value, spread) if return_std else value
+
+    def predict_architecture(self, space: Any, arch: Any, fixed: float = 0.0) -> float:
+        """``fixed`` (e.g. stem + head from a table) plus the predicted cost of each chosen block.
+
+        Uses the architecture's own shapes (its resolution and channel widths), so it
+        covers what a table at fixed shapes cannot.
+        """
+        layers = space.resolve_layers(arch)
+        configs = [BlockConfig(choice, l.c_in, l.c_out, l.stride, tuple(l.in_hw)) for l, choice in zip(layers, arch.choices)]
+        return float(fixed + np.sum(self.predict(configs)))
+
+    def evaluate_holdout(self, configs: Sequence[Any], values: Sequence[float], test_fraction: float = 0.25,
+                         seed: int = 0) -> dict[str, float]:
+        """Fits on a random ``1 - test_fraction`` of the rows and reports the error on the rest.
+
+        This predictor ends up fitted on the training split.
+        """
+        from .validation import error_metrics
+
+        if not 0 < test_fraction < 1:
+            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        configs = [BlockConfig.coerce(c) for c in configs]
+        y = np.asarray(values, dtype=float)
+        order = np.random.default_rng(seed).permutation(len(configs))
+        n_test = max(2, int(round(test_fraction * len(configs))))
+        test, train = order[:n_test], order[n_test:]
+        self.fit([configs[i] for i in train], y[train])
+        predicted = self.predict([configs[i] for i in test])
+        out = error_metrics(predicted, y[test])
+        out["n_train"] = int(train.size)
+        return out
+
+    # ------------------------------------------------------------------ persistence
+
+    def to_dict(self) -> dict[str, Any]:
+        if self._model is None:
+            raise ValueError("cannot save an unfitted predictor")
+        return {
+            "format": PREDICTOR_FORMAT,
+            "version": PREDICTOR_FORMAT_VERSION,
+            "kind": self.kind,
+            "batch": self.batch,
+            "metric": self.metric,
+            "unit": self.unit,
+            "fingerprint": self.fingerprint,
+            "features": list(FEATURE_NAMES),
+            "hyperparameters": self.hyperparameters,
+            "training": [dict(asdict(c), in_hw=list(c.in_hw), value=float(v)) for c, v in zip(self._configs, self._values)],
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "BlockCostPredictor":
+        data = read_json(path, PREDICTOR_FORMAT, (PREDICTOR_FORMAT_VERSION,))
+        if list(data.get("features", [])) != list(FEATURE_NAMES):
+            raise ValueError(f"{os.fspath(path)}: saved with features {data.get('features')}, this hwnas uses {list(FEATURE_NAMES)}")
+        predictor = cls(data["kind"], data["batch"], data["metric"], data["unit"], data.get("fingerprint"))
+        rows = data["training"]
+        theta = data.get("hyperparameters", {}).get("theta")
+        predictor.fit([BlockConfig.coerce(r) for r in rows], [r["value"] for r in rows], _kernel_theta=theta)
+        return predictor
+
+
+def fit_table_from_models(
+    space: Any,
+    archs: Sequence[Any],
+    measured: Sequence[float],
+    fingerprint: Mapping[str, Any],
+    ridge: float = 1e-6,
+) -> LatencyTable:
+    """A per-block table fitted from whole-model costs alone (non-negative least squares).
+
+    Each architecture gives one equation ``measured = fixed + sum_l LUT(key(l, a_l))``
+    where ``fixed`` lumps stem, head and per-model overhead (stored as the stem
+    entry, the head entry being 0). Unknowns are the distinct entry keys the
+    architectures use. Keys no architecture uses stay missing. Whole models
+    determine each layer's costs only up to a constant shared by all its choices
+    (exactly one of them is always present): differences between the choices of a
+    layer, and predictions of whole architectures, are identified; the split
+    between a layer's level and the fixed part is not, and a tiny ridge term
+    picks the smallest-norm split rather than an arbitrary one. Costs are weighted
+    by 1/measured so the fit minimises relative error.
+
+    Args:
+        space: The space (its default shapes).
+        archs: Measured architectures.
+        measured: Their whole-model costs.
+        fingerprint: Device fingerprint of the measurements.
+        ridge: Relative weight of the ridge term.
+
+    Returns:
+        A table with ``source="least_squares"``; ``notes["fit"]`` holds the
+        residual MAPE, the rank and the keys left missing.
+    """
+    from scipy.optimize import lsq_linear
+
+    y = np.asarray(measured, dtype=float)
+    if len(archs) != y.size:
+        raise ValueError(f"{len(archs)} architectures but {y.size} measurements")
+    if np.any(y <= 0):
+        raise ValueError("measured costs must be positive")
+    layer_keys = layer_entry_keys(space)
+    used: dict[str, int] = {}
+    for arch in archs:
+        if len(arch.choices) != len(layer_keys):
+            raise ValueError(f"architecture with {len(arch.choices)} layers for a space of {len(layer_keys)}")
+        for keys, choice in zip(layer_keys, arch.choices):
+            used.setdefault(keys[choice], len(used))
+    columns = list(used)
+    design = np.zeros((len(archs), len(columns) + 1))
+    design[:, -1] = 1.0  # the fixed part
+    for row, arch in enumerate(archs):
+        for keys, choice in zip(layer_keys, arch.choices):
+            design[row, used[keys[choice]]] += 1.0
+    rank = int(np.linalg.matrix_rank(design))
+    weighted = design / y[:, None]
+    target = np.ones_like(y)
+    scale = math.sqrt(ridge * len(archs))
+    augmented = np.vstack([weighted, scale * np.eye(design.shape[1]) / float(np.median(y))])
+    augmented_target = np.concatenate([target, np.zeros(design.shape[1])])
+    solution = lsq_linear(augmented, augmented_target, bounds=(0, np.inf), method="bvls").x
+    fitted = design @ solution
+    table = LatencyTable.for_space(space, fingerprint, source="least_squares")
+    for key, index in used.items():
+        block, channels, stride, hw = key.split("|")
+        c_in, c_out = (int(c) for c in channels[1:].split("-"))
+        h, w = (int(v) for v in hw.split("x"))
+        table.entries[key] = TableEntry(float(solution[index]), block, c_in, c_out, int(stride[1:]), (h, w))
+    last = space.layers[-1]
+    table.entries[table.stem_key] = TableEntry(float(solution[-1]), "stem", space.in_channels, space.stem_channels,
+                                               space.stem_spec["stride"], (space.resolution, space.resolution),
+                                               {"note": "stem + head + per-model overhead, fitted"})
+    table.entries[table.head_key] = TableEntry(0.0, "head", last.c_out, space.num_classes, 1, tuple(last.out_hw),
+                                               {"note": "folded into the stem entry"})
+    table.call_overhead = 0.0
+    table.notes["fit"] = {
+        "n_models": int(y.size),
+        "unknowns": int(design.shape[1]),
+        "rank": rank,
+        "residual_mape_pct": float(100 * np.mean(np.abs(fitted - y) / y)),
+        "missing_keys": table.missing_keys(),
+    }
+    return table

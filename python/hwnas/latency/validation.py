@@ -1,0 +1,407 @@
+"""Validating a latency table against end-to-end measurements of whole models.
+
+:func:`validate_table` samples architectures whose latencies spread across the
+space (:func:`sample_spread_architectures`), measures each whole model on the
+table's target, and reports the error of the table's predictions (MAPE, maximum
+error, Kendall tau, bias) raw and corrected:
+
+* ``overhead``: the table entries each paid the target's per-call overhead
+  (measured on an identity model while building), a whole model pays it once;
+  subtract ``(units - 1) * call_overhead``. Needs no fitting.
+* ``linear``: ``measured ~ a * raw + b`` fitted by least squares on a
+  *calibration* set of architectures distinct from the validation set.
+
+Report JSON: ``format`` ``hwnas.latency_validation``, ``version`` 1.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ._io import atomic_write_file, write_json
+from .fingerprint import fingerprint_differences, machine_line
+from .harness import TimingConfig, TimingResult
+from .table import LatencyTable
+from .targets import Target
+
+__all__ = [
+    "sample_spread_architectures",
+    "measure_architectures",
+    "error_metrics",
+    "fit_linear_correction",
+    "validate_table",
+    "ValidationReport",
+    "plot_predicted_vs_measured",
+    "DEFAULT_MODEL_TIMING",
+    "VALIDATION_FORMAT",
+    "VALIDATION_FORMAT_VERSION",
+]
+
+VALIDATION_FORMAT = "hwnas.latency_validation"
+VALIDATION_FORMAT_VERSION = 1
+
+#: Timing settings of whole models: 1% CI of the median, at most 3 s each.
+DEFAULT_MODEL_TIMING = TimingConfig(warmup_iters=10, warmup_s=0.1, min_samples=15, target_rel_ci=0.01, budget_s=3.0)
+
+
+def _cost_proxy(name: str) -> float:
+    """A rough size of a block from its name: 0 for skip, else expansion + kernel/10."""
+    from hwnas.spaces import parse_block_name
+
+    spec = parse_block_name(name)
+    if spec.is_skip:
+        return 0.0
+    expansion = spec.expansion if spec.expansion is not None else 1
+    kernel = spec.kernel if spec.kernel is not None else 3
+    return float(expansion) / spec.groups + kernel / 10.0
+
+
+def sample_spread_architectures(space: Any, n: int, seed: int = 0, sharpness: float = 6.0) -> list[Any]:
+    """``n`` distinct architectures whose latencies spread from small to large.
+
+    Uniform sampling clusters around the mean latency (a sum of many independent
+    choices). Here architecture ``j`` draws each layer's block with probability
+    proportional to ``exp(beta_j * z)``, where ``z`` in [0, 1] is the block's
+    relative size in its layer (skip smallest, large expansion/kernel largest) and
+    ``beta_j`` runs evenly from ``-sharpness`` to ``+sharpness`` over the set (in a
+    shuffled order): some architectures are mostly skips and small blocks, some
+    mostly large blocks, and the rest in between.
+
+    Args:
+        space: The search space.
+        n: Number of architectures.
+        seed: Seed of the draw.
+        sharpness: Largest ``|beta|``.
+
+    Raises:
+        ValueError: ``n < 1``.
+    """
+    if n < 1:
+        raise ValueError(f"number of architectures must be >= 1, got {n}")
+    rng = random.Random(seed)
+    sizes = []
+    for layer in space.layers:
+        proxy = [_cost_proxy(c) for c in layer.choices]
+        lo, hi = min(proxy), max(proxy)
+        sizes.append([(p - lo) / (hi - lo) if hi > lo else 0.5 for p in proxy])
+    betas = [(-sharpness + 2 * sharpness * (j + 0.5) / n) for j in range(n)]
+    rng.shuffle(betas)
+    archs, seen = [], set()
+    attempts = 0
+    while len(archs) < n:
+        beta = betas[len(archs)]
+        probs = [[math.exp(beta * z) for z in layer_sizes] for layer_sizes in sizes]
+        arch = space.sample(rng=rng, probs=probs)
+        attempts += 1
+        if arch.key() in seen and attempts < 100 * n:
+            continue
+        seen.add(arch.key())
+        archs.append(arch)
+    return archs
+
+
+def measure_architectures(
+    space: Any,
+    archs: Sequence[Any],
+    target: Target,
+    config: Optional[TimingConfig] = None,
+    progress: bool = True,
+    seed: int = 0,
+    rounds: int = 1,
+) -> list[TimingResult]:
+    """Measures each architecture's whole model end to end on ``target``.
+
+    Args:
+        rounds: Measure the architectures round-robin this many times, each time
+            with ``budget_s / rounds``, and pool the samples. On a machine whose
+            load changes over time this spreads every model over several moments,
+            so that a busy minute does not slow down only the models measured in it.
+    """
+    from dataclasses import replace
+
+    from .harness import sample_statistics
+
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    config = config or DEFAULT_MODEL_TIMING
+    if rounds > 1:
+        config = replace(config, budget_s=config.budget_s / rounds,
+                         min_samples=max(1, config.min_samples // rounds),
+                         max_samples=max(1, config.max_samples // rounds))
+    pooled: list[list[TimingResult]] = [[] for _ in archs]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(archs) * rounds, desc=f"whole models on {target.name}", unit="model")
+    for _ in range(rounds):
+        for index, arch in enumerate(archs):
+            torch.manual_seed(seed)
+            model = space.build(arch)
+            pooled[index].append(target.measure(model, (space.in_channels, arch.resolution, arch.resolution), config))
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    if rounds == 1:
+        return [parts[0] for parts in pooled]
+    results = []
+    for parts in pooled:
+        merged = sample_statistics([s for part in parts for s in part.samples_us], config.confidence)
+        merged.stop_reason = f"{rounds} rounds: " + ",".join(p.stop_reason for p in parts)
+        merged.iters_per_sample = parts[0].iters_per_sample
+        merged.elapsed_s = sum(p.elapsed_s for p in parts)
+        merged.threads = parts[0].threads
+        merged.method = parts[0].method
+        results.append(merged)
+    return results
+
+
+def error_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
+    """MAPE, maximum absolute percentage error, bias, Kendall tau and Spearman rho.
+
+    Percentages are of the measured value: ``100 * |pred - meas| / meas``.
+
+    Raises:
+        ValueError: Lengths differ, fewer than 2 points, or a measured value <= 0.
+    """
+    from scipy.stats import kendalltau, spearmanr
+
+    pred = np.asarray(predicted, dtype=float)
+    meas = np.asarray(measured, dtype=float)
+    if pred.shape != meas.shape or pred.ndim != 1:
+        raise ValueError(f"predicted and measured must be equal-length 1-D sequences, got {pred.shape} and {meas.shape}")
+    if pred.size < 2:
+        raise ValueError(f"need at least 2 points to compute error metrics, got {pred.size}")
+    if np.any(meas <= 0):
+        raise ValueError(f"measured values must be positive, got minimum {meas.min()}")
+    rel = (pred - meas) / meas
+    return {
+        "n": int(pred.size),
+        "mape_pct": float(100 * np.mean(np.abs(rel))),
+        "max_err_pct": float(100 * np.max(np.abs(rel))),
+        "bias_pct": float(100 * np.mean(rel)),
+        "within_10pct": float(np.mean(np.abs(rel) <= 0.10)),
+        "kendall_tau": float(kendalltau(pred, meas).statistic),
+        "spearman_rho": float(spearmanr(pred, meas).statistic),
+    }
+
+
+def fit_linear_correction(raw: Sequence[float], measured: Sequence[float]) -> dict[str, Any]:
+    """Least-squares ``measured ~ a * raw + b``, weighted by 1/measured (relative error).
+
+    Relative weighting keeps small models, where a fixed per-call overhead
+    matters most, from being drowned by large ones.
+    """
+    x = np.asarray(raw, dtype=float)
+    y = np.asarray(measured, dtype=float)
+    if x.size < 2:
+        raise ValueError(f"a linear correction needs at least 2 calibration points, got {x.size}")
+    w = 1.0 / y
+    design = np.stack([x * w, w], axis=1)
+    (a, b), *_ = np.linalg.lstsq(design, np.ones_like(y), rcond=None)
+    return {"kind": "linear", "a": float(a), "b": float(b), "n": int(x.size)}
+
+
+@dataclass
+class ValidationReport:
+    """Predicted-versus-measured comparison of a table on whole models.
+
+    Attributes:
+        table_fingerprint: The table's device fingerprint.
+        machine: One-line description of the machine and target.
+        archs: Architecture compact strings (validation set).
+        measured: Median whole-model latency per architecture.
+        raw, overhead, linear: Predictions per correction (``None`` where unavailable).
+        metrics: ``{correction: error_metrics(...)}``.
+        correction: The linear correction fitted on the calibration set (or ``None``).
+        calibration_archs: Architectures used only for fitting the correction.
+        measured_stats: Timing statistics per validation architecture.
+    """
+
+    table_fingerprint: dict[str, Any]
+    machine: str
+    archs: list[str]
+    measured: list[float]
+    raw: list[float]
+    overhead: Optional[list[float]]
+    linear: Optional[list[float]]
+    metrics: dict[str, dict[str, float]]
+    correction: Optional[dict[str, Any]]
+    calibration_archs: list[str] = field(default_factory=list)
+    measured_stats: list[dict[str, Any]] = field(default_factory=list)
+    unit: str = "us"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": VALIDATION_FORMAT,
+            "version": VALIDATION_FORMAT_VERSION,
+            "machine": self.machine,
+            "table_fingerprint": self.table_fingerprint,
+            "unit": self.unit,
+            "metrics": self.metrics,
+            "correction": self.correction,
+            "archs": self.archs,
+            "measured": self.measured,
+            "predicted_raw": self.raw,
+            "predicted_overhead": self.overhead,
+            "predicted_linear": self.linear,
+            "calibration_archs": self.calibration_archs,
+            "measured_stats": self.measured_stats,
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        write_json(path, self.to_dict())
+
+    def summary_lines(self) -> list[str]:
+        lines = [f"machine: {self.machine}", f"validation architectures: {len(self.archs)}  "
+                 f"measured range {min(self.measured):.1f}-{max(self.measured):.1f} {self.unit}"]
+        for name, m in self.metrics.items():
+            lines.append(
+                f"  {name:<12} MAPE {m['mape_pct']:5.2f}%  max {m['max_err_pct']:5.2f}%  bias {m['bias_pct']:+6.2f}%  "
+                f"tau {m['kendall_tau']:.3f}  within10% {100 * m['within_10pct']:.0f}%"
+            )
+        if self.correction:
+            lines.append(f"  linear correction (calibration n={self.correction['n']}): "
+                         f"measured = {self.correction['a']:.4f} * table + {self.correction['b']:.2f} {self.unit}")
+        return lines
+
+
+def plot_predicted_vs_measured(report: ValidationReport, path: str | os.PathLike, title: str = "") -> None:
+    """Scatter of predicted against measured latency with the y = x line (PNG, written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    meas = np.asarray(report.measured)
+    series = [("raw", report.raw, "o"), ("overhead", report.overhead, "s"), ("linear", report.linear, "^")]
+    for name, values, marker in series:
+        if values is None:
+            continue
+        m = report.metrics[name]
+        ax.scatter(meas, values, marker=marker, s=18, alpha=0.8,
+                   label=f"{name}: MAPE {m['mape_pct']:.1f}%, tau {m['kendall_tau']:.2f}")
+    lo, hi = float(meas.min()) * 0.9, float(meas.max()) * 1.1
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
+    ax.set_xlabel(f"measured ({report.unit})")
+    ax.set_ylabel(f"predicted from table ({report.unit})")
+    ax.set_title(title or f"{report.table_fingerprint.get('target')}: predicted vs measured", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write_file(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+
+
+def validate_table(
+    table: LatencyTable,
+    space: Any,
+    target: Target,
+    num_archs: int = 30,
+    num_calibration: int = 10,
+    seed: int = 0,
+    config: Optional[TimingConfig] = None,
+    allow_mixed: bool = False,
+    progress: bool = True,
+    plot_path: Optional[str | os.PathLike] = None,
+    report_path: Optional[str | os.PathLike] = None,
+    store_correction: bool = True,
+    extra_statistics: Sequence[str] = (),
+    rounds: int = 1,
+) -> ValidationReport:
+    """Measures whole models and compares them with the table's predictions.
+
+    Args:
+        table: A complete table for ``space``.
+        space: The space (at the table's resolution).
+        target: The target to measure on; must match the table's fingerprint.
+        num_archs: Validation architectures (spread, see :func:`sample_spread_architectures`).
+        num_calibration: Further architectures, disjoint from the validation set,
+            used only to fit the linear correction (0: no linear correction).
+        seed: Seed of the architecture draw.
+        config: Whole-model timing settings (default :data:`DEFAULT_MODEL_TIMING`
+            with the clock the table's entries were timed with).
+        allow_mixed: Measure on a target whose fingerprint differs from the table's.
+        plot_path: Where to write the predicted-versus-measured PNG.
+        report_path: Where to write the JSON report.
+        store_correction: Store the fitted correction in ``table.correction``.
+        extra_statistics: Further statistics (e.g. ``"p10"``) to evaluate from the
+            same measurements, table entries and models alike; their metrics are
+            reported as ``"<statistic>/raw"``, ``"<statistic>/linear"``...
+        rounds: Interleaved measuring rounds (see :func:`measure_architectures`).
+
+    Raises:
+        ValueError: Fingerprints differ (and not ``allow_mixed``), or the table is incomplete.
+    """
+    diffs = fingerprint_differences(table.fingerprint, target.fingerprint())
+    if diffs and not allow_mixed:
+        raise ValueError("the table was measured under another fingerprint than this target's: " + "; ".join(diffs))
+    if not table.complete:
+        raise ValueError(f"the table is incomplete ({len(table.missing_keys())} entries missing); resume its build first")
+    if num_archs < 2:
+        raise ValueError(f"num_archs must be >= 2 for error metrics, got {num_archs}")
+    archs = sample_spread_architectures(space, num_archs + num_calibration, seed=seed)
+    # Alternate so that both sets cover the whole latency range (betas are shuffled).
+    calibration = archs[num_archs:]
+    validation = archs[:num_archs]
+    if config is None:
+        # Same clock as the table's entries, or tables and models would not compare.
+        from dataclasses import replace
+
+        config = replace(DEFAULT_MODEL_TIMING, clock=table.notes.get("timing", {}).get("clock", "steady"))
+    all_results = measure_architectures(space, validation + calibration, target, config, progress, rounds=rounds)
+    results, calib_results = all_results[:num_archs], all_results[num_archs:]
+    measured = [r.median_us for r in results]
+    raw = [table.predict(a, correction="none") for a in validation]
+    overhead = [table.predict(a, correction="overhead") for a in validation] if table.call_overhead is not None else None
+    correction = None
+    linear = None
+    if calibration:
+        correction = fit_linear_correction([table.predict(a, correction="none") for a in calibration],
+                                           [r.median_us for r in calib_results])
+        linear = [correction["a"] * x + correction["b"] for x in raw]
+        if store_correction:
+            table.correction = correction
+    metrics = {"raw": error_metrics(raw, measured)}
+    if overhead is not None:
+        metrics["overhead"] = error_metrics(overhead, measured)
+    if linear is not None:
+        metrics["linear"] = error_metrics(linear, measured)
+    for statistic in extra_statistics:
+        view = table.with_statistic(statistic)
+        meas_s = [getattr(r, f"{statistic}_us") for r in results]
+        raw_s = [view.predict(a, correction="none") for a in validation]
+        metrics[f"{statistic}/raw"] = error_metrics(raw_s, meas_s)
+        if calibration:
+            fit = fit_linear_correction([view.predict(a, correction="none") for a in calibration],
+                                        [getattr(r, f"{statistic}_us") for r in calib_results])
+            metrics[f"{statistic}/linear"] = error_metrics([fit["a"] * x + fit["b"] for x in raw_s], meas_s)
+            metrics[f"{statistic}/linear"]["a"], metrics[f"{statistic}/linear"]["b"] = fit["a"], fit["b"]
+    report = ValidationReport(
+        table_fingerprint=table.fingerprint,
+        machine=machine_line(target.fingerprint()),
+        archs=[a.to_string() for a in validation],
+        measured=measured,
+        raw=raw,
+        overhead=overhead,
+        linear=linear,
+        metrics=metrics,
+        correction=correction,
+        calibration_archs=[a.to_string() for a in calibration],
+        measured_stats=[r.summary() for r in results],
+        unit=table.unit,
+    )
+    if plot_path is not None:
+        plot_predicted_vs_measured(report, plot_path)
+    if report_path is not None:
+        report.save(report_path)
+    return report

@@ -1,0 +1,302 @@
+"""Run folders: resolved config, per-epoch checkpoints, atomic writes and resume.
+
+Every search or training run owns one folder. Everything in it is written
+atomically (a temporary file in the same folder, flushed, then moved over the
+destination with :func:`os.replace`), so killing the process at any moment leaves
+either the old or the new version of each file, never a torn one.
+
+Checkpoints are written as ``checkpoints/<stage>-epoch-NNNN.pt``; after a checkpoint
+is in place, the pointer ``checkpoints/<stage>-latest.json`` is replaced to name it,
+and only then are older checkpoints pruned. A kill between those steps leaves the
+pointer naming a complete, older checkpoint: at most one epoch is lost.
+
+JSON files carry ``format`` and ``version``; :func:`read_json` refuses unknown ones.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import random
+import re
+import tempfile
+from typing import Any, Callable, Mapping, Optional
+
+import numpy as np
+import torch
+
+__all__ = [
+    "RunDir",
+    "atomic_write_json",
+    "atomic_write_file",
+    "atomic_torch_save",
+    "read_json",
+    "capture_rng_state",
+    "restore_rng_state",
+    "POINTER_FORMAT",
+    "CHECKPOINT_FORMAT",
+]
+
+POINTER_FORMAT = "hwnas.checkpoint_pointer"
+CHECKPOINT_FORMAT = "hwnas.checkpoint"
+FORMAT_VERSION = 1
+
+
+# --------------------------------------------------------------------------- atomic files
+
+
+def atomic_write_file(path: str | os.PathLike, writer: Callable[[str], None]) -> None:
+    """Calls ``writer(tmp_path)`` on a temporary file next to ``path``, then moves it there.
+
+    Args:
+        path: Destination file.
+        writer: Writes the whole content to the path it is given.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=folder)
+    os.close(fd)
+    try:
+        writer(tmp_path)
+        # fsync so that a power cut after os.replace cannot expose an empty file.
+        with open(tmp_path, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.unlink(tmp_path)
+        raise
+
+
+def _json_clean(value: Any) -> Any:
+    """Non-finite floats (invalid JSON) become ``None``; tuples become lists; recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _json_clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_clean(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return _json_clean(value.item())
+    return value
+
+
+def atomic_write_json(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
+    """Writes ``data`` as JSON atomically; it must carry ``format`` and ``version``.
+
+    Raises:
+        ValueError: ``data`` lacks ``format`` or ``version``.
+    """
+    if "format" not in data or "version" not in data:
+        raise ValueError(f"refusing to write {os.fspath(path)}: every hwnas JSON file carries 'format' and 'version'")
+    text = json.dumps(_json_clean(data), indent=1, allow_nan=False) + "\n"
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    atomic_write_file(path, write)
+
+
+def read_json(path: str | os.PathLike, expected_format: str, supported_versions: tuple[int, ...] = (1,)) -> dict[str, Any]:
+    """Reads a JSON file and checks its ``format`` and ``version``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: Not JSON, another format, or an unsupported version.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    with open(path, "r", encoding="utf-8") as handle:
+        try:
+            data = json.load(handle)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict) or data.get("format") != expected_format:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{path}: format is {found!r}, expected {expected_format!r}")
+    if data.get("version") not in supported_versions:
+        raise ValueError(
+            f"{path}: {expected_format} version {data.get('version')!r} is not supported by this hwnas "
+            f"(supported: {list(supported_versions)}); upgrade hwnas"
+        )
+    return data
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save(obj, path)`` through a temporary file and ``os.replace``."""
+    atomic_write_file(path, lambda tmp: torch.save(obj, tmp))
+
+
+# --------------------------------------------------------------------------- RNG state
+
+
+def capture_rng_state(generators: Optional[Mapping[str, torch.Generator]] = None) -> dict[str, Any]:
+    """Every random state a run depends on: torch (CPU), numpy, Python, named generators.
+
+    Args:
+        generators: Extra ``torch.Generator`` objects (e.g. the data shuffler), by name.
+
+    Returns:
+        A dict that :func:`restore_rng_state` puts back.
+    """
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "generators": {name: g.get_state() for name, g in (generators or {}).items()},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any], generators: Optional[Mapping[str, torch.Generator]] = None) -> None:
+    """Restores what :func:`capture_rng_state` captured (generators matched by name).
+
+    Raises:
+        ValueError: A named generator has no saved state.
+    """
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    saved = state.get("generators", {})
+    for name, generator in (generators or {}).items():
+        if name not in saved:
+            raise ValueError(f"checkpoint has no state for random generator {name!r} (saved: {sorted(saved)})")
+        generator.set_state(saved[name])
+
+
+# --------------------------------------------------------------------------- run folders
+
+_STAGE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class RunDir:
+    """One run's output folder.
+
+    Args:
+        path: The folder (created if missing).
+        keep_checkpoints: How many epoch checkpoints of each stage to keep (the
+            newest ones; at least 1). ``None`` keeps all.
+
+    Attributes:
+        path: Absolute folder path.
+    """
+
+    CONFIG_FORMAT = "hwnas.run_config"
+
+    def __init__(self, path: str | os.PathLike, keep_checkpoints: Optional[int] = 2) -> None:
+        self.path = os.path.abspath(os.fspath(path))
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise ValueError(f"run folder {self.path} exists and is not a folder")
+        os.makedirs(self.path, exist_ok=True)
+        if keep_checkpoints is not None and keep_checkpoints < 1:
+            raise ValueError(f"keep_checkpoints must be at least 1 or None, got {keep_checkpoints!r}")
+        self.keep_checkpoints = keep_checkpoints
+
+    @classmethod
+    def create(cls, root: str | os.PathLike, prefix: str, **kwargs: Any) -> "RunDir":
+        """A new, uniquely named folder ``root/<prefix>-YYYYmmdd-HHMMSS[-k]``."""
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        root = os.fspath(root)
+        os.makedirs(root, exist_ok=True)
+        for k in range(1000):
+            name = f"{prefix}-{stamp}" + (f"-{k}" if k else "")
+            try:
+                os.mkdir(os.path.join(root, name))  # mkdir is atomic: two runs never share a folder
+            except FileExistsError:
+                continue
+            return cls(os.path.join(root, name), **kwargs)
+        raise ValueError(f"could not create a new run folder under {root}")
+
+    def file(self, *parts: str) -> str:
+        """Absolute path of ``parts`` inside the run folder (parent folders created)."""
+        full = os.path.join(self.path, *parts)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        return full
+
+    # ------------------------------------------------------------------ config
+
+    def write_config(self, config: Mapping[str, Any]) -> str:
+        """Writes the resolved config as ``config.json`` (format ``hwnas.run_config`` v1)."""
+        path = self.file("config.json")
+        atomic_write_json(path, {"format": self.CONFIG_FORMAT, "version": FORMAT_VERSION, **config})
+        return path
+
+    def read_config(self) -> dict[str, Any]:
+        """The ``config.json`` written by :meth:`write_config` (without format/version).
+
+        Raises:
+            FileNotFoundError: The folder has no config (not a run folder).
+        """
+        path = os.path.join(self.path, "config.json")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{self.path} is not an hwnas run folder (no config.json)")
+        data = read_json(path, self.CONFIG_FORMAT, (FORMAT_VERSION,))
+        return {k: v for k, v in data.items() if k not in ("format", "version")}
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _checkpoint_name(self, stage: str, epoch: int) -> str:
+        return os.path.join("checkpoints", f"{stage}-epoch-{epoch:04d}.pt")
+
+    def _pointer_path(self, stage: str) -> str:
+        return os.path.join(self.path, "checkpoints", f"{stage}-latest.json")
+
+    def save_checkpoint(self, stage: str, epoch: int, state: Mapping[str, Any]) -> str:
+        """Saves ``state`` as the checkpoint of ``stage`` after epoch ``epoch`` (1-based count).
+
+        Order: checkpoint file (atomic), then the ``latest`` pointer (atomic), then
+        pruning of older checkpoints, so a kill at any point leaves a valid latest.
+
+        Returns:
+            The checkpoint's path.
+        """
+        if not _STAGE_RE.match(stage):
+            raise ValueError(f"checkpoint stage must match {_STAGE_RE.pattern}, got {stage!r}")
+        relative = self._checkpoint_name(stage, epoch)
+        path = self.file(relative)
+        atomic_torch_save({"format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, "stage": stage, "epoch": epoch, **state}, path)
+        atomic_write_json(self._pointer_path(stage), {"format": POINTER_FORMAT, "version": FORMAT_VERSION,
+                                                      "stage": stage, "epoch": epoch, "file": relative})
+        self._prune(stage, epoch)
+        return path
+
+    def _prune(self, stage: str, latest_epoch: int) -> None:
+        if self.keep_checkpoints is None:
+            return
+        folder = os.path.join(self.path, "checkpoints")
+        pattern = re.compile(rf"^{re.escape(stage)}-epoch-(\d+)\.pt$")
+        epochs = sorted(int(m.group(1)) for m in map(pattern.match, os.listdir(folder)) if m)
+        for epoch in epochs:
+            if epoch <= latest_epoch - self.keep_checkpoints:
+                os.unlink(os.path.join(self.path, self._checkpoint_name(stage, epoch)))
+
+    def load_latest(self, stage: str) -> Optional[dict[str, Any]]:
+        """The latest checkpoint of ``stage``, or ``None`` if there is none yet.
+
+        Raises:
+            ValueError: The pointer names a missing file or a checkpoint of an
+                unknown format version.
+        """
+        pointer_path = self._pointer_path(stage)
+        if not os.path.exists(pointer_path):
+            return None
+        pointer = read_json(pointer_path, POINTER_FORMAT, (FORMAT_VERSION,))
+        path = os.path.join(self.path, pointer["file"])
+        if not os.path.isfile(path):
+            raise ValueError(f"{pointer_path} names {path}, which does not exist; the run folder was edited by hand")
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{path}: checkpoint format {state.get('format')!r} version {state.get('version')!r} "
+                f"is not supported (expected {CHECKPOINT_FORMAT!r} version {FORMAT_VERSION})"
+            )
+        return state

@@ -1,0 +1,109 @@
+"""MobileNetV2-style baselines scaled in width and depth to a latency.
+
+FBNet compares against MobileNetV2 scaled to the same latency. Inside an FBNet
+macro-architecture (same stem, strides and head as the searched model), MobileNetV2
+is ``k3_e1`` in the first layer and the inverted residual ``k3_e6`` everywhere
+else. This module scales it by:
+
+* width: the space's width multiplier (every channel count);
+* depth: in each stage, the first ``ceil(depth * n)`` layers keep ``k3_e6`` and the
+  rest become ``skip`` (identity: those layers keep their shape), i.e. the stage
+  is shortened.
+
+:func:`scale_baseline_to_latency` measures each (width, depth) on the target and
+returns the most expensive one not slower than a given latency.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any, Optional, Sequence
+
+import torch
+
+from hwnas.spaces import Architecture, SearchSpace, get_space
+
+__all__ = ["mobilenet_v2_style", "scale_baseline_to_latency", "BASELINE_WIDTHS", "BASELINE_DEPTHS"]
+
+BASELINE_WIDTHS: tuple[float, ...] = (0.25, 0.35, 0.5, 0.75, 1.0)
+BASELINE_DEPTHS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+
+
+def mobilenet_v2_style(space_name: str, space_kwargs: dict[str, Any], width: float, depth: float) -> tuple[SearchSpace, Architecture]:
+    """The MobileNetV2-style architecture of ``space_name`` at ``width`` and ``depth``.
+
+    Args:
+        space_name: An FBNet-style space offering ``k3_e1``, ``k3_e6`` and ``skip`` (e.g. ``fbnet_small``).
+        space_kwargs: Other space options (``resolution``, ``in_channels``, ``num_classes``...).
+        width: Width multiplier.
+        depth: Fraction of each stage's layers kept (``0 < depth <= 1``).
+
+    Returns:
+        ``(space, arch)``.
+    """
+    if not 0 < depth <= 1:
+        raise ValueError(f"depth must be in (0, 1], got {depth}")
+    space = get_space(space_name, **{**space_kwargs, "width": width})
+    choices = []
+    for stage_index, n in enumerate(space.stage_lengths):
+        keep = max(1, math.ceil(depth * n))
+        for j in range(n):
+            if stage_index == 0 and j == 0:
+                choices.append("k3_e1")
+            else:
+                choices.append("k3_e6" if j < keep else "skip")
+    for layer, choice in zip(space.layers, choices):
+        if choice not in layer.choices:
+            raise ValueError(f"space {space_name!r} layer {layer.index} does not offer {choice!r}; "
+                             "MobileNetV2-style baselines need k3_e1, k3_e6 and skip")
+    return space, space.make_arch(choices)
+
+
+def scale_baseline_to_latency(
+    space_name: str,
+    space_kwargs: dict[str, Any],
+    target: Any,
+    latency_us: float,
+    widths: Sequence[float] = BASELINE_WIDTHS,
+    depths: Sequence[float] = BASELINE_DEPTHS,
+    config: Any = None,
+    log: Any = None,
+) -> dict[str, Any]:
+    """The largest MobileNetV2-style (width, depth) whose measured latency is at most ``latency_us``.
+
+    Every (width, depth) pair is measured on ``target``; the pair with the highest
+    latency not above ``latency_us`` wins (ties: the wider). When every pair is
+    slower, the fastest is returned and ``within_budget`` is false.
+
+    Returns:
+        ``{"width", "depth", "arch" (Architecture), "space", "measured_latency_us",
+        "within_budget", "measurements": [...]}``.
+    """
+    from hwnas.latency.validation import DEFAULT_MODEL_TIMING
+
+    config = config or replace(DEFAULT_MODEL_TIMING, budget_s=0.6, target_rel_ci=0.03)
+    shape_kwargs = dict(space_kwargs)
+    resolution = shape_kwargs.get("resolution")
+    rows = []
+    seen = set()
+    for width in widths:
+        for depth in depths:
+            space, arch = mobilenet_v2_style(space_name, shape_kwargs, width, depth)
+            key = (tuple(arch.choices), tuple(l.c_out for l in space.layers), space.head_channels)
+            if key in seen:  # small widths round to the same channel counts
+                continue
+            seen.add(key)
+            torch.manual_seed(0)
+            result = target.measure(space.build(arch), (space.in_channels, resolution or space.resolution,
+                                                        resolution or space.resolution), config)
+            rows.append({"width": width, "depth": depth, "measured_latency_us": result.median_us, "space": space, "arch": arch})
+            if log is not None:
+                log(f"baseline width {width:g} depth {depth:g}: {result.median_us:.0f} us")
+    within = [r for r in rows if r["measured_latency_us"] <= latency_us]
+    if within:
+        best = max(within, key=lambda r: (r["measured_latency_us"], r["width"]))
+    else:
+        best = min(rows, key=lambda r: r["measured_latency_us"])
+    measurements = [{k: v for k, v in r.items() if k not in ("space", "arch")} for r in rows]
+    return {**best, "within_budget": bool(within), "measurements": measurements}

@@ -1,0 +1,169 @@
+"""``hwnas search`` and ``hwnas train`` command-line handlers (registered by :mod:`hwnas.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["configure_search", "run_search", "configure_train", "run_train"]
+
+_SEARCH_EPILOG = """\
+examples:
+  hwnas search                                  # digits at 16x16, fbnet_small x0.25, eager CPU: a few minutes
+  hwnas search --objective hard_target --target-us 400
+  hwnas search --data ../shared/data/mnist-t10k --resolution 28 --target onnxruntime
+  hwnas search --resume runs/search-20261121-101500   # continue an interrupted run
+
+The latency table of the space on the target is measured once and cached in
+$HWNAS_CACHE_DIR/latency (default ~/.cache/hwnas/latency). Latencies are in microseconds.
+"""
+
+
+def _add_data_args(parser: argparse.ArgumentParser, resolution: bool = True) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", default="digits",
+                       help="'digits' (scikit-learn's bundled 8x8 digits, the default), an MNIST-format IDX folder or "
+                            "images file, a .npz with x/y arrays, or an image folder (one sub-folder per class)")
+    if resolution:
+        group.add_argument("--resolution", type=int, default=16,
+                           help="side length images are resized to, bilinearly (default 16: digits' 8x8 upsampled 2x)")
+    group.add_argument("--data-seed", type=int, default=0, help="seed of the train/val/test split (70/15/15)")
+    group.add_argument("--limit", type=int, default=None, help="use only this many examples (quick trials)")
+
+
+def _add_train_args(group: Any, default_epochs: int) -> None:
+    group.add_argument("--train-epochs", type=int, default=default_epochs,
+                       help=f"epochs of training from scratch (default {default_epochs})")
+    group.add_argument("--train-lr", type=float, default=0.02, help="peak SGD learning rate, cosine-annealed (default 0.02)")
+    group.add_argument("--train-batch-size", type=int, default=64, help="batch size (default 64)")
+    group.add_argument("--train-weight-decay", type=float, default=5e-4, help="weight decay (default 5e-4)")
+
+
+def configure_search(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = _SEARCH_EPILOG
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR (its config is used)")
+    parser.add_argument("--out", metavar="RUN_DIR", help="run folder to create (default: RUNS_DIR/search-<timestamp>)")
+    parser.add_argument("--runs-dir", default="runs", help="parent folder of new runs (default ./runs)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the search and of the retraining (default 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_data_args(parser)
+    space = parser.add_argument_group("search space and target")
+    space.add_argument("--space", default="fbnet_small", help="registered space name or a space JSON file (default fbnet_small)")
+    space.add_argument("--width", type=float, default=0.25, help="width multiplier of the space (default 0.25)")
+    space.add_argument("--choices", help="comma-separated candidate blocks for every layer (default: the space's)")
+    space.add_argument("--target", default="eager", help="latency target: eager, onnxruntime or torchscript (default eager)")
+    space.add_argument("--threads", type=int, default=1, help="threads of the latency measurements (default 1)")
+    space.add_argument("--calibrate", type=int, default=6,
+                       help="whole models measured once per cached table to fit its linear correction "
+                            "measured ~ a * table_sum + b (default 6; 0: none)")
+    space.add_argument("--cache-dir", help="latency-table cache folder (default $HWNAS_CACHE_DIR or ~/.cache/hwnas)")
+    search = parser.add_argument_group("search (FBNet)")
+    search.add_argument("--epochs", type=int, default=4, help="search epochs, warm-up included (default 4)")
+    search.add_argument("--warmup-epochs", type=int, default=1, help="leading epochs training weights only (default 1)")
+    search.add_argument("--batch-size", type=int, default=64, help="batch size of the search (default 64)")
+    search.add_argument("--arch-lr", type=float, default=0.1, help="Adam learning rate of the architecture (default 0.1)")
+    search.add_argument("--weight-lr", type=float, default=0.02, help="SGD learning rate of the supernet weights (default 0.02)")
+    search.add_argument("--temperature", type=float, default=5.0, help="initial Gumbel temperature (default 5)")
+    search.add_argument("--temperature-decay", type=float, default=0.7, help="temperature factor per epoch (default 0.7)")
+    search.add_argument("--weight-mode", default="gumbel_hard", choices=("gumbel_hard", "gumbel"),
+                        help="supernet mode of weight steps: one sampled path (gumbel_hard, default, fast) or FBNet's soft mixture")
+    search.add_argument("--samples", type=int, default=8, help="architectures sampled from the final distribution (default 8)")
+    objective = parser.add_argument_group("objective (latency LAT in microseconds)")
+    objective.add_argument("--objective", default="fbnet", choices=("fbnet", "additive", "proxyless", "hard_target"),
+                           help="fbnet: CE*alpha*log(LAT)^beta; additive: CE+lambda*LAT; proxyless: CE*(LAT/target)^beta; "
+                                "hard_target: CE+lambda*relu(LAT/target-1)")
+    objective.add_argument("--alpha", type=float, default=0.2, help="fbnet alpha (default 0.2)")
+    objective.add_argument("--beta", type=float, default=0.6, help="fbnet/proxyless exponent (default 0.6)")
+    objective.add_argument("--lambda", dest="lam", type=float, default=None,
+                           help="additive weight per us (default 1e-4) or hard_target penalty (default 2)")
+    objective.add_argument("--target-us", type=float, default=None, help="latency target of proxyless/hard_target, in us")
+    train = parser.add_argument_group("retraining of the chosen architecture")
+    train.add_argument("--no-retrain", action="store_true", help="stop after the search")
+    _add_train_args(train, 6)
+    train.add_argument("--baseline", action="store_true",
+                       help="also train a MobileNetV2-style model scaled to the searched model's measured latency")
+
+
+def _objective_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    name = args.objective
+    if name == "fbnet":
+        return {"name": name, "alpha": args.alpha, "beta": args.beta}
+    if name == "additive":
+        return {"name": name, "lam": 1e-4 if args.lam is None else args.lam}
+    if args.target_us is None:
+        raise ValueError(f"--objective {name} needs --target-us (the latency target in microseconds)")
+    if name == "proxyless":
+        return {"name": name, "target": args.target_us, "beta": args.beta}
+    return {"name": name, "target": args.target_us, "lam": 2.0 if args.lam is None else args.lam}
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from .dnas import SearchConfig
+    from .pipeline import PipelineConfig, search_pipeline
+    from .retrain import TrainConfig
+
+    if args.resume:
+        summary = search_pipeline(PipelineConfig(), resume=args.resume, progress=not args.quiet)
+    else:
+        search = SearchConfig(
+            epochs=args.epochs, warmup_epochs=args.warmup_epochs, batch_size=args.batch_size, weight_lr=args.weight_lr,
+            arch_lr=args.arch_lr, initial_temperature=args.temperature, temperature_decay=args.temperature_decay,
+            weight_mode=args.weight_mode, objective=_objective_from_args(args), num_samples=args.samples, seed=args.seed,
+        )
+        retrain = None if args.no_retrain else TrainConfig(
+            epochs=args.train_epochs, batch_size=args.train_batch_size, lr=args.train_lr,
+            weight_decay=args.train_weight_decay, seed=args.seed)
+        config = PipelineConfig(
+            data=args.data, resolution=args.resolution, data_seed=args.data_seed, limit=args.limit, space=args.space,
+            width=args.width, choices=[c.strip() for c in args.choices.split(",")] if args.choices else None,
+            target=args.target, threads=args.threads, search=search.to_dict(),
+            retrain=None if retrain is None else retrain.to_dict(), baseline=args.baseline, calibrate=args.calibrate,
+            cache_dir=args.cache_dir,
+        )
+        summary = search_pipeline(config, out=args.out, runs_dir=args.runs_dir, progress=not args.quiet)
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    print(f"architecture: {summary['architecture']}")
+    if "test_accuracy" in summary:
+        print(f"test accuracy {summary['test_accuracy']:.4f}, measured latency {summary['measured_latency_us']:.0f} us "
+              f"on {summary['target']}"
+              + (f" (predicted {summary['predicted_latency_us']:.0f} us)" if summary.get("predicted_latency_us") else ""))
+    if "baseline" in summary:
+        b = summary["baseline"]
+        print(f"baseline MobileNetV2-style w{b['width']:g} d{b['depth']:g}: test accuracy {b['test_accuracy']:.4f}, "
+              f"measured latency {b['measured_latency_us']:.0f} us")
+    for kind, path in summary.get("exported", {}).items():
+        print(f"{kind}: {path}")
+    print(f"results: {summary['run']}")
+
+
+def configure_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("arch", nargs="?", help="architecture JSON file, or a search run folder (its architecture.json)")
+    parser.add_argument("--space-file", help="search-space JSON of an architecture from a user-defined space")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted 'hwnas train' run")
+    parser.add_argument("--out", metavar="RUN_DIR", help="run folder to create (default: RUNS_DIR/train-<timestamp>)")
+    parser.add_argument("--runs-dir", default="runs", help="parent folder of new runs (default ./runs)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order (default 0)")
+    parser.add_argument("--target", default="eager", help="latency target measured after training (default eager)")
+    parser.add_argument("--threads", type=int, default=1, help="threads of the latency measurement (default 1)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_data_args(parser, resolution=False)
+    _add_train_args(parser.add_argument_group("recipe (SGD + cosine schedule)"), 8)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .pipeline import train_pipeline
+    from .retrain import TrainConfig
+
+    if not args.arch and not args.resume:
+        raise ValueError("give an architecture JSON file or search run folder, or --resume RUN_DIR")
+    config = TrainConfig(epochs=args.train_epochs, batch_size=args.train_batch_size, lr=args.train_lr,
+                         weight_decay=args.train_weight_decay, seed=args.seed)
+    summary = train_pipeline(args.arch or "", args.data, args.out, args.runs_dir, config, args.target, args.threads,
+                             args.data_seed, args.limit, args.space_file, args.resume, progress=not args.quiet)
+    _print_summary(summary)
+    return 0

@@ -1,0 +1,396 @@
+"""FBNet differentiable architecture search (Wu et al., 2019), checkpointed and resumable.
+
+One search epoch (after ``warmup_epochs`` of weights only) is:
+
+1. **weights**: one pass over the weight split (``1 - arch_fraction`` = 80% of the
+   training split) with SGD + momentum (cosine schedule over the epochs) on the
+   cross-entropy. The latency factor of the FBNet loss does not depend on the
+   weights; multiplying by it would only rescale the learning rate by a factor that
+   drifts as the architecture changes, so weights see the plain cross-entropy.
+   By default the supernet samples one hard Gumbel path per step here
+   (``weight_mode="gumbel_hard"``: one candidate per layer runs, drawn from the
+   current distribution), which costs one block per layer instead of all of them;
+   ``weight_mode="gumbel"`` runs FBNet's soft mixture for the weights too.
+2. **architecture**: one pass over the arch split (the other 20%) with Adam on the
+   architecture logits, minimising the objective (FBNet's
+   ``CE * alpha * log(LAT) ** beta`` by default; see :mod:`hwnas.search.objectives`)
+   where ``LAT`` is the expected latency under the soft Gumbel-softmax mask of the
+   step (FBNet eq. 9).
+
+The Gumbel temperature decays exponentially: ``T_e = initial_temperature *
+temperature_decay ** e`` in epoch ``e`` (0-based).
+
+After the last epoch, :meth:`FBNetSearch.run` draws ``num_samples`` architectures
+from the learned distribution (plus its arg-max), evaluates each with the supernet's
+weights on the validation split, predicts its latency from the table, and keeps the
+one with the lowest objective value ``objective(val CE, predicted latency)``.
+
+Resume: each epoch ends with a checkpoint holding the supernet, both optimizers, the
+scheduler, the history, the elapsed time, and every random state (torch, numpy,
+Python, the batch shuffler). Continuing from it gives bit-for-bit the result of an
+uninterrupted run on the same machine and thread count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+
+from hwnas.data import DataSplits, ImageDataset, iterate_batches
+from hwnas.runs import RunDir, atomic_write_json, capture_rng_state, read_json, restore_rng_state
+from hwnas.spaces import Architecture, SearchSpace
+
+from .objectives import Objective, make_objective
+from .retrain import evaluate, seed_everything
+from .supernet import Supernet
+
+__all__ = ["SearchConfig", "SearchResult", "FBNetSearch", "mobilenet_v2_style_choices", "HISTORY_FORMAT", "CANDIDATES_FORMAT"]
+
+HISTORY_FORMAT = "hwnas.search_history"
+CANDIDATES_FORMAT = "hwnas.search_candidates"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class SearchConfig:
+    """Hyper-parameters of an FBNet search (defaults sized for a few minutes on 2 cores).
+
+    Attributes:
+        epochs: Total epochs, warm-up included.
+        warmup_epochs: Leading epochs that train the weights only.
+        batch_size: Examples per step (weights and architecture).
+        weight_lr, weight_momentum, weight_decay: SGD of the supernet weights (cosine schedule).
+        arch_lr, arch_weight_decay: Adam of the architecture logits. FBNet used 0.01 over
+            90 epochs; a few epochs need larger steps.
+        initial_temperature, temperature_decay: Gumbel temperature ``T0 * decay ** epoch``.
+        weight_mode: Mixed-layer mode during weight steps (``gumbel_hard`` or ``gumbel``).
+        arch_mode: Mode during architecture steps (``gumbel``: FBNet's soft mask).
+        arch_fraction: Share of the training split used for architecture steps.
+        objective: Objective as a dict (``{"name": "fbnet", "alpha": .., "beta": ..}``).
+        num_samples: Architectures sampled from the final distribution.
+        seed: Seed of everything (weights, split, batch order, Gumbel noise, samples).
+    """
+
+    epochs: int = 4
+    warmup_epochs: int = 1
+    batch_size: int = 64
+    weight_lr: float = 0.02
+    weight_momentum: float = 0.9
+    weight_decay: float = 1e-4
+    arch_lr: float = 0.1
+    arch_weight_decay: float = 5e-4
+    initial_temperature: float = 5.0
+    temperature_decay: float = 0.7
+    weight_mode: str = "gumbel_hard"
+    arch_mode: str = "gumbel"
+    arch_fraction: float = 0.2
+    objective: dict = field(default_factory=lambda: {"name": "fbnet", "alpha": 0.2, "beta": 0.6})
+    num_samples: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            raise ValueError(f"warmup_epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs}")
+        if not 0 < self.arch_fraction < 1:
+            raise ValueError(f"arch_fraction must be in (0, 1), got {self.arch_fraction}")
+        if not (self.initial_temperature > 0 and 0 < self.temperature_decay <= 1):
+            raise ValueError(f"need initial_temperature > 0 and temperature_decay in (0, 1], got "
+                             f"{self.initial_temperature}, {self.temperature_decay}")
+        if self.weight_mode not in ("gumbel", "gumbel_hard", "single_path"):
+            raise ValueError(f"weight_mode must be gumbel, gumbel_hard or single_path, got {self.weight_mode!r}")
+        if self.arch_mode not in ("gumbel", "gumbel_hard", "softmax"):
+            raise ValueError(f"arch_mode must be gumbel, gumbel_hard or softmax, got {self.arch_mode!r}")
+        if self.num_samples < 0:
+            raise ValueError(f"num_samples must be non-negative, got {self.num_samples}")
+        self.objective = make_objective(self.objective).to_dict()  # validates and normalises
+
+    def temperature(self, epoch: int) -> float:
+        """Gumbel temperature of (0-based) ``epoch``."""
+        return self.initial_temperature * self.temperature_decay ** epoch
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SearchConfig":
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown search config key(s) {unknown}")
+        return cls(**data)
+
+
+@dataclass
+class SearchResult:
+    """What a search found.
+
+    Attributes:
+        architecture: The chosen architecture.
+        candidates: Per evaluated architecture: ``arch`` (compact string), ``choices``,
+            ``val_loss``, ``val_accuracy``, ``predicted_latency_us``, ``score``, ``kind``
+            (``"argmax"``, ``"sample"`` or ``"baseline"``).
+        history: Per epoch records (temperature, losses, probabilities...).
+        search_seconds: Wall time of the epochs (summed over resumed pieces).
+    """
+
+    architecture: Architecture
+    candidates: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+    search_seconds: float
+
+
+def mobilenet_v2_style_choices(space: SearchSpace) -> Optional[list[str]]:
+    """MobileNetV2 inside an FBNet-style space: ``k3_e1`` first, ``k3_e6`` everywhere else.
+
+    Returns ``None`` when the space does not offer those blocks.
+    """
+    choices = ["k3_e1"] + ["k3_e6"] * (len(space.layers) - 1)
+    if all(c in layer.choices for c, layer in zip(choices, space.layers)):
+        return choices
+    return None
+
+
+@contextlib.contextmanager
+def _frozen(params: list[torch.nn.Parameter]) -> Iterator[None]:
+    """Turns off gradients of ``params`` inside the block (saves their backward work)."""
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+
+
+class FBNetSearch:
+    """Runs an FBNet search in a run folder.
+
+    Args:
+        space: The search space.
+        table: Its latency table on the target (see :func:`hwnas.search.tables.cached_table`).
+        splits: Data; the search uses ``train`` (split into weight / arch parts) and ``val``.
+        config: Hyper-parameters.
+        run: Run folder for checkpoints and outputs (``None``: in memory only).
+        progress: Progress bars.
+        log: Called with one line per epoch (``None``: silent).
+    """
+
+    def __init__(self, space: SearchSpace, table: Any, splits: DataSplits, config: SearchConfig,
+                 run: Optional[RunDir] = None, progress: bool = True, log: Any = print) -> None:
+        if splits.in_channels != space.in_channels or splits.num_classes != space.num_classes:
+            raise ValueError(f"data has {splits.in_channels} channels / {splits.num_classes} classes, the space "
+                             f"{space.in_channels} / {space.num_classes}")
+        if splits.train.resolution != (space.resolution, space.resolution):
+            raise ValueError(f"data is {splits.train.resolution}, the space's resolution is {space.resolution}")
+        self.space = space
+        self.table = table
+        self.splits = splits
+        self.config = config
+        self.run_dir = run
+        self.progress = progress
+        self.log = log or (lambda line: None)
+        self.objective: Objective = make_objective(config.objective)
+        seed_everything(config.seed)
+        self.supernet = Supernet(space, table, mode=config.weight_mode, temperature=config.initial_temperature)
+        # Deterministic 80/20 split of the training split from the seed.
+        order = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(config.seed + 1))
+        n_arch = max(1, int(round(len(order) * config.arch_fraction)))
+        self.arch_data: ImageDataset = splits.train.subset(order[:n_arch], f"{splits.train.name}/arch")
+        self.weight_data: ImageDataset = splits.train.subset(order[n_arch:], f"{splits.train.name}/weights")
+        self.weight_optimizer = torch.optim.SGD(list(self.supernet.weight_parameters()), lr=config.weight_lr,
+                                                momentum=config.weight_momentum, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.weight_optimizer, T_max=config.epochs)
+        self.arch_optimizer = torch.optim.Adam(self.supernet.arch_parameters(), lr=config.arch_lr,
+                                               weight_decay=config.arch_weight_decay)
+        self.shuffler = torch.Generator().manual_seed(config.seed + 2)
+        self.history: list[dict[str, Any]] = []
+        self.epoch = 0
+        self.search_seconds = 0.0
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue after the current epoch."""
+        return {
+            "config": self.config.to_dict(),
+            "supernet": self.supernet.state_dict(),
+            "weight_optimizer": self.weight_optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "arch_optimizer": self.arch_optimizer.state_dict(),
+            "history": self.history,
+            "search_seconds": self.search_seconds,
+            "rng": capture_rng_state({"shuffler": self.shuffler}),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["config"] != self.config.to_dict():
+            raise ValueError("the checkpoint was made with a different search config; "
+                             f"checkpoint: {state['config']}, now: {self.config.to_dict()}")
+        self.supernet.load_state_dict(state["supernet"])
+        self.weight_optimizer.load_state_dict(state["weight_optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.arch_optimizer.load_state_dict(state["arch_optimizer"])
+        self.history = list(state["history"])
+        self.search_seconds = float(state["search_seconds"])
+        self.epoch = int(state["epoch"])
+        restore_rng_state(state["rng"], {"shuffler": self.shuffler})
+
+    # ------------------------------------------------------------------ one epoch
+
+    def _batches(self, dataset: ImageDataset, desc: str):
+        batches = iterate_batches(dataset, self.config.batch_size, self.shuffler)
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, total=math.ceil(len(dataset) / self.config.batch_size), desc=desc,
+                           unit="batch", leave=False)
+        return batches
+
+    def _train_weights(self, epoch: int) -> dict[str, float]:
+        net = self.supernet
+        net.train()
+        net.set_mode(self.config.weight_mode)
+        seen, loss_sum, correct = 0, 0.0, 0
+        with _frozen(net.arch_parameters()):
+            for x, y in self._batches(self.weight_data, f"epoch {epoch + 1}/{self.config.epochs} weights"):
+                logits = net(x)
+                loss = F.cross_entropy(logits, y)
+                self.weight_optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.weight_optimizer.step()
+                seen += len(y)
+                loss_sum += float(loss.detach()) * len(y)
+                correct += int((logits.detach().argmax(1) == y).sum())
+        return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen}
+
+    def _train_arch(self, epoch: int) -> dict[str, float]:
+        net = self.supernet
+        net.train()
+        net.set_mode(self.config.arch_mode)
+        seen, loss_sum, ce_sum, lat_sum = 0, 0.0, 0.0, 0.0
+        with _frozen(list(net.weight_parameters())):
+            for x, y in self._batches(self.arch_data, f"epoch {epoch + 1}/{self.config.epochs} architecture"):
+                ce = F.cross_entropy(net(x), y)
+                lat = net.expected_latency()
+                loss = self.objective(ce, lat)
+                self.arch_optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.arch_optimizer.step()
+                seen += len(y)
+                loss_sum += float(loss.detach()) * len(y)
+                ce_sum += float(ce.detach()) * len(y)
+                lat_sum += float(lat.detach()) * len(y)
+        return {"arch_loss": loss_sum / seen, "arch_ce": ce_sum / seen, "arch_mask_latency_us": lat_sum / seen}
+
+    def run_epoch(self) -> dict[str, Any]:
+        """Runs epoch ``self.epoch`` (weights, then architecture after warm-up) and records it."""
+        epoch = self.epoch
+        started = time.perf_counter()
+        temperature = self.config.temperature(epoch)
+        self.supernet.set_temperature(temperature)
+        record: dict[str, Any] = {"epoch": epoch + 1, "temperature": temperature,
+                                  "lr": self.weight_optimizer.param_groups[0]["lr"]}
+        record.update(self._train_weights(epoch))
+        record["arch_step"] = epoch >= self.config.warmup_epochs
+        if record["arch_step"]:
+            record.update(self._train_arch(epoch))
+        self.scheduler.step()
+        derived = self.supernet.derive()
+        with torch.no_grad():
+            record["expected_latency_us"] = float(self.supernet.distribution_latency())
+        record["derived"] = derived.to_string()
+        record["derived_predicted_latency_us"] = self.table.predict(derived) if self.table is not None else None
+        record["probabilities"] = [[round(v, 6) for v in p.tolist()] for p in self.supernet.probabilities()]
+        self.search_seconds += time.perf_counter() - started
+        record["seconds"] = self.search_seconds
+        self.history.append(record)
+        self.epoch += 1
+        lat_text = f", expected latency {record['expected_latency_us']:.0f} us" if self.table is not None else ""
+        self.log(f"search epoch {epoch + 1}/{self.config.epochs} (T={temperature:.2f}): train acc "
+                 f"{record['train_accuracy']:.3f}" + (f", arch loss {record['arch_loss']:.3f}" if record["arch_step"] else
+                                                      " (warm-up)") + lat_text)
+        return record
+
+    # ------------------------------------------------------------------ selection
+
+    def _score(self, val_loss: float, latency: Optional[float]) -> float:
+        if latency is None:
+            return val_loss
+        return float(self.objective(torch.tensor(val_loss), torch.tensor(latency)))
+
+    def evaluate_architecture(self, arch: Architecture, kind: str) -> dict[str, Any]:
+        """Validation loss/accuracy of ``arch`` with the supernet's weights, and its predicted latency."""
+        self.supernet.use_architecture(arch)
+        try:
+            val_loss, val_acc = evaluate(self.supernet, self.splits.val)
+        finally:
+            self.supernet.use_architecture(None)
+        latency = self.table.predict(arch) if self.table is not None else None
+        return {"kind": kind, "arch": arch.to_string(), "choices": list(arch.choices), "val_loss": val_loss,
+                "val_accuracy": val_acc, "predicted_latency_us": latency, "score": self._score(val_loss, latency)}
+
+    def select(self) -> list[dict[str, Any]]:
+        """Evaluates the arg-max, ``num_samples`` samples and MobileNetV2-style baselines; best first."""
+        rng = random.Random(self.config.seed + 3)
+        archs: dict[tuple, tuple[Architecture, str]] = {}
+        argmax = self.supernet.derive()
+        archs[argmax.key()] = (argmax, "argmax")
+        for _ in range(self.config.num_samples):
+            arch = self.supernet.sample_architecture(rng)
+            archs.setdefault(arch.key(), (arch, "sample"))
+        rows = [self.evaluate_architecture(arch, kind) for arch, kind in archs.values()]
+        rows.sort(key=lambda row: row["score"])
+        baseline = mobilenet_v2_style_choices(self.space)
+        if baseline is not None:
+            # A reference point for the plots, evaluated on the same footing; never selected.
+            rows.append(self.evaluate_architecture(self.space.make_arch(baseline), "baseline"))
+        return rows
+
+    # ------------------------------------------------------------------ driver
+
+    def run(self, resume: bool = True) -> SearchResult:
+        """Runs (or continues) the search and the final selection.
+
+        Args:
+            resume: Continue from the run folder's latest search checkpoint.
+        """
+        run = self.run_dir
+        if run is not None and resume:
+            state = run.load_latest("search")
+            if state is not None:
+                self.load_state_dict(state)
+                self.log(f"resumed after epoch {self.epoch} from {run.path}")
+        while self.epoch < self.config.epochs:
+            self.run_epoch()
+            if run is not None:
+                run.save_checkpoint("search", self.epoch, self.state_dict())
+                self.write_history()
+        candidates = self.select()
+        best = next(row for row in candidates if row["kind"] != "baseline")
+        arch = self.space.make_arch(best["choices"])
+        result = SearchResult(arch, candidates, self.history, self.search_seconds)
+        if run is not None:
+            atomic_write_json(run.file("candidates.json"), {"format": CANDIDATES_FORMAT, "version": FORMAT_VERSION,
+                                                            "objective": self.objective.to_dict(), "candidates": candidates})
+            arch.save(run.file("architecture.json"))
+        return result
+
+    def write_history(self) -> None:
+        """Writes ``history.json`` (format ``hwnas.search_history`` v1) into the run folder."""
+        atomic_write_json(self.run_dir.file("history.json"), {
+            "format": HISTORY_FORMAT, "version": FORMAT_VERSION, "space": self.space.name,
+            "choices": [list(layer.choices) for layer in self.space.layers], "epochs": self.history})
+
+
+def read_history(path: str) -> dict[str, Any]:
+    """Reads a ``history.json`` written by a search."""
+    return read_json(path, HISTORY_FORMAT, (FORMAT_VERSION,))

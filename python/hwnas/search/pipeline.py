@@ -1,0 +1,290 @@
+"""The end-to-end pipelines behind ``hwnas search`` and ``hwnas train``.
+
+``search_pipeline``: data -> search space -> latency table (cached) -> FBNet search
+-> retrain the chosen architecture from scratch -> measure it on the target ->
+export it -> (optionally) train a MobileNetV2-style baseline scaled to its latency
+-> plots and ``summary.json``. Every step writes into one run folder::
+
+    RUN/config.json                    resolved configuration (format hwnas.run_config)
+    RUN/latency_table.json             the table the search used (copy of the cached one)
+    RUN/checkpoints/                   search-/retrain-/baseline-epoch-NNNN.pt + *-latest.json
+    RUN/history.json                   per-epoch architecture distribution (hwnas.search_history)
+    RUN/candidates.json                architectures evaluated at the end (hwnas.search_candidates)
+    RUN/architecture.json              the chosen architecture (hwnas.architecture)
+    RUN/model/                         model.torchscript.pt, model.pt2, model.onnx, architecture.json
+    RUN/plots/                         architecture.png, distribution.png, accuracy_latency.png
+    RUN/summary.json                   accuracies, latencies, timings, paths (hwnas.run_summary)
+
+``resume`` re-reads ``config.json`` and continues each step from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+
+from hwnas.data import DataSplits, load_dataset, prepare_splits
+from hwnas.runs import RunDir, atomic_write_json, read_json
+
+from .dnas import FBNetSearch, SearchConfig
+from .retrain import TrainConfig, export_model, measure_model_latency, seed_everything, train_model
+
+__all__ = ["PipelineConfig", "search_pipeline", "train_pipeline", "load_splits", "make_space", "SUMMARY_FORMAT"]
+
+SUMMARY_FORMAT = "hwnas.run_summary"
+
+
+@dataclass
+class PipelineConfig:
+    """Everything a ``hwnas search`` run needs (stored as the run's ``config.json``).
+
+    Attributes:
+        data: ``"digits"`` or a path (see :func:`hwnas.data.load_dataset`).
+        resolution: Input side length; images are resized to it (digits' 8x8 bilinearly).
+        data_seed: Seed of the train/val/test split.
+        limit: Use only this many examples (quick runs).
+        space: Registered space name, or the path of a space JSON file.
+        width: Width multiplier of the space.
+        choices: Candidate blocks of every layer (``None``: the space's own).
+        target: Latency target name (``eager``, ``onnxruntime``, ``torchscript``).
+        threads: Intra-op threads of the target's measurements.
+        train_threads: torch threads while training (``None``: leave torch's default).
+        search: :class:`SearchConfig` as a dict.
+        retrain: :class:`TrainConfig` as a dict, or ``None`` to skip retraining.
+        baseline: Also train a MobileNetV2-style baseline scaled to the searched model's latency.
+        calibrate: Whole models measured to fit the table's linear correction (0: none).
+        cache_dir: Latency-table cache folder (``None``: :func:`hwnas.search.tables.default_cache_dir`).
+    """
+
+    data: str = "digits"
+    resolution: int = 16
+    data_seed: int = 0
+    limit: Optional[int] = None
+    space: str = "fbnet_small"
+    width: float = 0.25
+    choices: Optional[list[str]] = None
+    target: str = "eager"
+    threads: int = 1
+    train_threads: Optional[int] = None
+    search: dict = field(default_factory=lambda: SearchConfig().to_dict())
+    retrain: Optional[dict] = field(default_factory=lambda: TrainConfig(epochs=6).to_dict())
+    baseline: bool = False
+    calibrate: int = 6
+    cache_dir: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PipelineConfig":
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown run config key(s) {unknown}")
+        return cls(**data)
+
+
+def load_splits(config: PipelineConfig) -> DataSplits:
+    """The data splits of a run."""
+    return prepare_splits(load_dataset(config.data), config.resolution, seed=config.data_seed, limit=config.limit)
+
+
+def make_space(config: PipelineConfig, in_channels: int, num_classes: int):
+    """The search space of a run, shaped for the data."""
+    from hwnas.spaces import SearchSpace, get_space, load_space
+
+    if os.path.exists(config.space):
+        data = load_space(config.space).to_dict()
+        data.update(resolution=config.resolution, in_channels=in_channels, num_classes=num_classes, width=config.width)
+        if config.choices:
+            for stage in data["stages"]:
+                stage.pop("layer_choices", None)
+                stage["choices"] = list(config.choices)
+        return SearchSpace.from_dict(data, source=config.space)
+    kwargs: dict[str, Any] = dict(resolution=config.resolution, in_channels=in_channels, num_classes=num_classes,
+                                  width=config.width)
+    if config.choices:
+        kwargs["choices"] = list(config.choices)
+    return get_space(config.space, **kwargs)
+
+
+def _log_default(line: str) -> None:
+    print(line, flush=True)
+
+
+def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir: str = "runs",
+                    resume: Optional[str] = None, progress: bool = True, log: Callable[[str], None] = _log_default,
+                    keep_checkpoints: Optional[int] = 2) -> dict[str, Any]:
+    """Runs (or resumes) a whole search; returns the summary (also ``RUN/summary.json``).
+
+    Args:
+        config: The run's configuration (ignored when resuming: the run's own is used).
+        out: Run folder to create/use (default: a new ``runs_dir/search-<timestamp>``).
+        runs_dir: Parent of new run folders.
+        resume: An existing run folder to continue.
+        progress: Progress bars.
+        log: Receives progress lines.
+        keep_checkpoints: Epoch checkpoints kept per stage (``None``: all).
+    """
+    from hwnas.latency.targets import get_target
+    from hwnas.spaces.figure import draw_architecture
+
+    from .plots import plot_accuracy_latency, plot_distribution_history
+    from .tables import cached_table
+
+    started = time.perf_counter()
+    if resume is not None:
+        run = RunDir(resume, keep_checkpoints=keep_checkpoints)
+        config = PipelineConfig.from_dict(run.read_config()["pipeline"])
+        log(f"resuming run {run.path}")
+    else:
+        run = RunDir(out, keep_checkpoints) if out else RunDir.create(runs_dir, "search", keep_checkpoints=keep_checkpoints)
+        if os.path.exists(os.path.join(run.path, "config.json")):
+            raise ValueError(f"{run.path} already holds a run; continue it with --resume {run.path} or choose another --out")
+    if config.train_threads:
+        torch.set_num_threads(int(config.train_threads))
+    search_config = SearchConfig.from_dict(config.search)
+    splits = load_splits(config)
+    space = make_space(config, splits.in_channels, splits.num_classes)
+    if resume is None:
+        run.write_config({"command": "search", "pipeline": config.to_dict(), "data": splits.info,
+                          "space": space.to_dict(), "hwnas_version": _version()})
+    log(f"data: {splits.info['source']} {splits.info['original_size'][0]}x{splits.info['original_size'][1]} resized "
+        f"to {config.resolution}x{config.resolution} ({splits.info['resize']}); train/val/test "
+        f"{len(splits.train)}/{len(splits.val)}/{len(splits.test)}")
+    log(f"space: {space!r}")
+
+    target = get_target(config.target, threads=config.threads)
+    table_started = time.perf_counter()
+    table = cached_table(space, target, config.cache_dir, progress=progress, calibrate=config.calibrate, seed=config.data_seed)
+    table.save(run.file("latency_table.json"))
+    table_seconds = time.perf_counter() - table_started
+
+    search = FBNetSearch(space, table, splits, search_config, run=run, progress=progress, log=log)
+    result = search.run(resume=True)
+    arch = result.architecture
+    chosen = result.candidates[0]
+    log(f"chosen architecture: {arch.to_string()}")
+    log(f"  supernet val accuracy {chosen['val_accuracy']:.3f}, predicted latency {chosen['predicted_latency_us']:.0f} us")
+    plots = {
+        "architecture": draw_architecture(arch, run.file("plots", "architecture.png"), space=space,
+                                          title=f"searched on {splits.info['source']} for {config.target}"),
+        "distribution": plot_distribution_history(result.history, [l.choices for l in space.layers],
+                                                  run.file("plots", "distribution.png")),
+    }
+    summary: dict[str, Any] = {
+        "format": SUMMARY_FORMAT, "version": 1, "run": run.path, "architecture": arch.to_string(),
+        "target": config.target, "objective": search_config.objective,
+        "supernet_val_accuracy": chosen["val_accuracy"], "predicted_latency_us": chosen["predicted_latency_us"],
+        "table_seconds": table_seconds, "search_seconds": result.search_seconds,
+    }
+    points = [{"latency": c["predicted_latency_us"], "accuracy": c["val_accuracy"], "kind": c["kind"],
+               "label": "MobileNetV2-style (supernet)" if c["kind"] == "baseline" else c["arch"]}
+              for c in result.candidates]
+    points[0] = {**points[0], "kind": "chosen", "label": "chosen (supernet)"}
+
+    if config.retrain is not None:
+        train_config = TrainConfig(**config.retrain)
+        trained = train_architecture(space, arch, splits, train_config, run, target, stage="retrain",
+                                     export_folder=os.path.join(run.path, "model"), progress=progress, log=log)
+        summary.update({"test_accuracy": trained["test_accuracy"], "val_accuracy": trained["val_accuracy"],
+                        "measured_latency_us": trained["latency"]["median_us"], "exported": trained["exported"],
+                        "retrain_seconds": trained["seconds"]})
+        summary["latency_error"] = summary["measured_latency_us"] / summary["predicted_latency_us"] - 1.0
+        points.append({"latency": trained["latency"]["median_us"], "accuracy": trained["test_accuracy"],
+                       "kind": "searched", "label": "searched (retrained, measured)"})
+        log(f"retrained: test accuracy {trained['test_accuracy']:.3f}, measured latency "
+            f"{trained['latency']['median_us']:.0f} us (predicted {chosen['predicted_latency_us']:.0f} us)")
+        if config.baseline:
+            from .baselines import scale_baseline_to_latency
+
+            kwargs = dict(resolution=config.resolution, in_channels=splits.in_channels, num_classes=splits.num_classes)
+            picked = scale_baseline_to_latency(space.name, kwargs, target, trained["latency"]["median_us"], log=log)
+            base = train_architecture(picked["space"], picked["arch"], splits, train_config, run, target,
+                                      stage="baseline", export_folder=None, progress=progress, log=log)
+            summary["baseline"] = {"width": picked["width"], "depth": picked["depth"], "arch": picked["arch"].to_string(),
+                                   "test_accuracy": base["test_accuracy"], "measured_latency_us": base["latency"]["median_us"]}
+            points.append({"latency": base["latency"]["median_us"], "accuracy": base["test_accuracy"], "kind": "baseline",
+                           "label": f"MobileNetV2-style w{picked['width']:g} d{picked['depth']:g} (retrained)"})
+    plots["accuracy_latency"] = plot_accuracy_latency(
+        points, run.file("plots", "accuracy_latency.png"),
+        title="accuracy vs latency", xlabel="latency (us): predicted for supernet points, measured for retrained",
+        ylabel="accuracy: supernet on val, retrained on test")
+    summary["plots"] = plots
+    summary["total_seconds_this_invocation"] = time.perf_counter() - started
+    atomic_write_json(run.file("summary.json"), summary)
+    return summary
+
+
+def train_architecture(space: Any, arch: Any, splits: DataSplits, config: TrainConfig, run: RunDir, target: Any,
+                       stage: str = "retrain", export_folder: Optional[str] = None, progress: bool = True,
+                       log: Callable[[str], None] = _log_default) -> dict[str, Any]:
+    """Trains ``arch`` from scratch with the recipe, measures it on ``target``, and exports it."""
+    started = time.perf_counter()
+    seed_everything(config.seed)
+    model = space.build(arch)
+    result = train_model(model, splits, config, run=run, stage=stage, progress=progress, log=log)
+    shape = (space.in_channels, arch.resolution, arch.resolution)
+    result["latency"] = measure_model_latency(model, target, shape)
+    result["exported"] = export_model(model, export_folder, shape, arch) if export_folder else {}
+    result["seconds"] = time.perf_counter() - started
+    return result
+
+
+def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: str, train_config: TrainConfig,
+                   target_name: str = "eager", threads: int = 1, data_seed: int = 0, limit: Optional[int] = None,
+                   space_file: Optional[str] = None, resume: Optional[str] = None, progress: bool = True,
+                   log: Callable[[str], None] = _log_default) -> dict[str, Any]:
+    """``hwnas train``: trains an architecture (JSON file or search run folder) from scratch, measures, exports."""
+    from hwnas.latency.targets import get_target
+    from hwnas.spaces import Architecture, load_space, space_for_architecture
+
+    if resume is not None:
+        run = RunDir(resume)
+        stored = run.read_config()
+        if stored.get("command") != "train":
+            raise ValueError(f"{resume} is not a 'hwnas train' run folder")
+        options = stored["options"]
+        arch_source, data, data_seed, limit = options["arch"], options["data"], options["data_seed"], options["limit"]
+        target_name, threads, space_file = options["target"], options["threads"], options["space_file"]
+        train_config = TrainConfig(**options["train"])
+    else:
+        run = RunDir(out) if out else RunDir.create(runs_dir, "train")
+    path = os.path.join(arch_source, "architecture.json") if os.path.isdir(arch_source) else arch_source
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{arch_source}: neither an architecture JSON file nor a run folder with architecture.json")
+    arch = Architecture.load(path)
+    splits = prepare_splits(load_dataset(data), arch.resolution, seed=data_seed, limit=limit)
+    space = load_space(space_file) if space_file else space_for_architecture(arch)
+    space.validate(arch)
+    if (space.in_channels, space.num_classes) != (splits.in_channels, splits.num_classes):
+        raise ValueError(f"architecture expects {space.in_channels} channels / {space.num_classes} classes, the data "
+                         f"{data!r} has {splits.in_channels} / {splits.num_classes}")
+    if resume is None:
+        run.write_config({"command": "train", "options": {
+            "arch": os.path.abspath(path), "data": data, "data_seed": data_seed, "limit": limit, "target": target_name,
+            "threads": threads, "space_file": space_file, "train": train_config.to_dict()}, "data": splits.info,
+            "hwnas_version": _version()})
+    target = get_target(target_name, threads=threads)
+    trained = train_architecture(space, arch, splits, train_config, run, target, stage="train",
+                                 export_folder=os.path.join(run.path, "model"), progress=progress, log=log)
+    summary = {"format": SUMMARY_FORMAT, "version": 1, "run": run.path, "architecture": arch.to_string(),
+               "test_accuracy": trained["test_accuracy"], "val_accuracy": trained["val_accuracy"],
+               "measured_latency_us": trained["latency"]["median_us"], "target": target_name,
+               "exported": trained["exported"], "seconds": trained["seconds"], "history": trained["history"]}
+    atomic_write_json(run.file("summary.json"), summary)
+    return summary
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("hwnas")
+    except Exception:  # noqa: BLE001 - informational only
+        return "unknown"

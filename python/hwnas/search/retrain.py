@@ -1,0 +1,239 @@
+"""Retraining a chosen architecture from scratch, measuring it, and exporting it.
+
+The recipe (:class:`TrainConfig`) is the same for searched models and baselines:
+SGD with Nesterov momentum, cosine learning-rate schedule over the epochs,
+weight decay, cross-entropy. Training is checkpointed every epoch into a
+:class:`~hwnas.runs.RunDir` (stage ``"retrain"`` by default), so ``resume`` continues
+an interrupted run and ends bitwise where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hwnas.data import DataSplits, ImageDataset, iterate_batches
+from hwnas.runs import RunDir, capture_rng_state, restore_rng_state
+
+__all__ = ["TrainConfig", "train_model", "evaluate", "measure_model_latency", "export_model", "seed_everything"]
+
+
+@dataclass
+class TrainConfig:
+    """The standard retraining recipe.
+
+    Attributes:
+        epochs: Passes over the training split.
+        batch_size: Examples per step.
+        lr: Peak learning rate (cosine-annealed to 0 over ``epochs``).
+        momentum: SGD (Nesterov) momentum.
+        weight_decay: L2 weight decay.
+        label_smoothing: Cross-entropy label smoothing.
+        seed: Seed of the weight initialisation and of the batch order.
+    """
+
+    epochs: int = 8
+    batch_size: int = 64
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds torch, numpy and Python's ``random``."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    random.seed(seed)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: ImageDataset, batch_size: int = 256) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` (in eval mode) on ``dataset``.
+
+    Returns:
+        ``(loss, accuracy)``, accuracy in [0, 1].
+    """
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for x, y in iterate_batches(dataset, batch_size, shuffle=False):
+        logits = model(x)
+        total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+    model.train(was_training)
+    return total_loss / len(dataset), correct / len(dataset)
+
+
+def train_model(
+    model: nn.Module,
+    splits: DataSplits,
+    config: TrainConfig,
+    run: Optional[RunDir] = None,
+    stage: str = "retrain",
+    resume: bool = True,
+    progress: bool = True,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Trains ``model`` from its current weights with the recipe, checkpointing each epoch.
+
+    Args:
+        model: The network (``[B, C, R, R] -> [B, num_classes]``), freshly initialised.
+        splits: Data; trains on ``train``, reports ``val`` each epoch and ``test`` at the end.
+        config: The recipe.
+        run: Run folder for checkpoints (``None``: no checkpoints).
+        stage: Checkpoint stage name inside ``run``.
+        resume: Continue from the stage's latest checkpoint when there is one.
+        progress: Show a progress bar per epoch.
+        log: Called with one line per epoch (``None`` to stay silent).
+
+    Returns:
+        ``{"history": [...per epoch...], "val_loss", "val_accuracy", "test_loss", "test_accuracy"}``.
+    """
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay, nesterov=config.momentum > 0)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    shuffler = torch.Generator().manual_seed(config.seed)
+    history: list[dict[str, Any]] = []
+    start = 0
+    state = run.load_latest(stage) if (run is not None and resume) else None
+    if state is not None:
+        if state["config"] != config.to_dict():
+            raise ValueError(f"{run.path}: the {stage} checkpoint was made with {state['config']}, not {config.to_dict()}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        restore_rng_state(state["rng"], {"shuffler": shuffler})
+        history = list(state["history"])
+        start = int(state["epoch"])
+    for epoch in range(start, config.epochs):
+        model.train()
+        batches = iterate_batches(splits.train, config.batch_size, shuffler)
+        total = math.ceil(len(splits.train) / config.batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, total=total, desc=f"{stage} {epoch + 1}/{config.epochs}", unit="batch", leave=False)
+        seen, loss_sum, correct = 0, 0.0, 0
+        for x, y in batches:
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seen += len(y)
+            loss_sum += float(loss.detach()) * len(y)
+            correct += int((logits.detach().argmax(1) == y).sum())
+        scheduler.step()
+        val_loss, val_acc = evaluate(model, splits.val)
+        record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / seen,
+                  "train_accuracy": correct / seen, "val_loss": val_loss, "val_accuracy": val_acc}
+        history.append(record)
+        if log is not None:
+            log(f"{stage} epoch {epoch + 1}/{config.epochs}: train loss {record['train_loss']:.3f} "
+                f"acc {record['train_accuracy']:.3f}, val acc {val_acc:.3f}")
+        if run is not None:
+            run.save_checkpoint(stage, epoch + 1, {
+                "config": config.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": capture_rng_state({"shuffler": shuffler}),
+                "history": history,
+            })
+    val_loss, val_acc = evaluate(model, splits.val)
+    test_loss, test_acc = evaluate(model, splits.test)
+    return {"history": history, "val_loss": val_loss, "val_accuracy": val_acc, "test_loss": test_loss,
+            "test_accuracy": test_acc}
+
+
+def measure_model_latency(model: nn.Module, target: Any, input_shape: tuple[int, int, int], config: Any = None) -> dict[str, Any]:
+    """Measures ``model``'s forward latency on ``target`` with the native harness.
+
+    Args:
+        model: The network (a copy is timed in eval mode; ``model`` is not changed).
+        target: A :class:`hwnas.latency.targets.Target`.
+        input_shape: ``(C, H, W)`` of one example (the target adds its batch size).
+        config: :class:`~hwnas.latency.harness.TimingConfig` (default: the whole-model
+            settings of :mod:`hwnas.latency.validation`).
+
+    Returns:
+        The timing summary (``median_us``, CI, ...), with ``target`` added.
+    """
+    import copy
+
+    from hwnas.latency.validation import DEFAULT_MODEL_TIMING
+
+    result = target.measure(copy.deepcopy(model), input_shape, config or DEFAULT_MODEL_TIMING)
+    summary = dict(result.summary())
+    summary["median_us"] = result.median_us
+    summary["target"] = target.name
+    return summary
+
+
+def export_model(model: nn.Module, folder: str, input_shape: tuple[int, int, int], arch: Any = None,
+                 name: str = "model") -> dict[str, str]:
+    """Writes TorchScript, ``torch.export`` and ONNX files of ``model`` (and its architecture JSON).
+
+    Files (each written atomically): ``<name>.torchscript.pt`` (traced; load with
+    ``torch.jit.load``), ``<name>.pt2`` (``torch.export``; load with
+    ``torch.export.load``), ``<name>.onnx`` (opset 17, input ``x``
+    ``[batch, C, H, W]`` with a dynamic batch axis, output ``logits``), and
+    ``architecture.json`` when ``arch`` is given. A failing exporter is reported by a
+    warning and skipped, not fatal: the others may still be useful.
+
+    Returns:
+        ``{kind: path}`` of the files written.
+    """
+    import copy
+
+    from hwnas.runs import atomic_write_file
+
+    model = copy.deepcopy(model).eval()
+    example = torch.randn(1, *input_shape)
+    written: dict[str, str] = {}
+    os.makedirs(folder, exist_ok=True)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = os.path.join(folder, f"{name}.torchscript.pt")
+        traced = torch.jit.trace(model, (example,))
+        atomic_write_file(path, lambda tmp: torch.jit.save(traced, tmp))
+        written["torchscript"] = path
+        try:
+            exported = torch.export.export(model, (example,))
+            path = os.path.join(folder, f"{name}.pt2")
+            atomic_write_file(path, lambda tmp: torch.export.save(exported, tmp))
+            written["torch_export"] = path
+        except Exception as exc:  # noqa: BLE001 - an optional format; say why and carry on
+            warnings.warn(f"torch.export of the model failed ({exc}); skipped {name}.pt2", stacklevel=2)
+        try:
+            path = os.path.join(folder, f"{name}.onnx")
+            atomic_write_file(path, lambda tmp: torch.onnx.export(
+                model, (example,), tmp, dynamo=False, input_names=["x"], output_names=["logits"], opset_version=17,
+                dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}))
+            written["onnx"] = path
+        except Exception as exc:  # noqa: BLE001
+            warnings.warn(f"ONNX export of the model failed ({exc}); skipped {name}.onnx", stacklevel=2)
+    if arch is not None:
+        path = os.path.join(folder, "architecture.json")
+        arch.save(path)
+        written["architecture"] = path
+    return written

@@ -1,0 +1,171 @@
+"""The FBNet supernet: a search space's stem, one :class:`~hwnas.layers.MixedLayer` per
+searchable layer (all candidate blocks, mixed with the fused ``weighted_sum``), and head.
+
+Each mixed layer gets its candidates' latencies from a
+:class:`~hwnas.latency.table.LatencyTable`, so after a forward pass
+:meth:`Supernet.expected_latency` is FBNet's eq. 9 under the mask that pass used
+(the Gumbel-softmax sample in ``gumbel`` mode), plus the fixed stem and head.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Iterator, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from hwnas.layers import MixedLayer
+from hwnas.spaces import Architecture, SearchSpace, build_block
+
+__all__ = ["Supernet", "check_table_matches_space"]
+
+
+def check_table_matches_space(table, space: SearchSpace) -> None:
+    """Raises ``ValueError`` unless ``table`` was built for ``space`` as defined now."""
+    from hwnas.latency.table import head_key, layer_entry_keys, stem_key
+
+    if (table.space, table.space_version, table.resolution) != (space.name, space.version, space.resolution):
+        raise ValueError(
+            f"latency table is for {table.space} v{table.space_version} at {table.resolution}x{table.resolution}, "
+            f"the search space is {space.name} v{space.version} at {space.resolution}x{space.resolution}"
+        )
+    if abs(table.width - space.width) > 1e-12:
+        raise ValueError(f"latency table is for width {table.width:g}, the search space has width {space.width:g}")
+    if table.layers != layer_entry_keys(space) or table.stem_key != stem_key(space) or table.head_key != head_key(space):
+        raise ValueError(
+            "latency table keys do not match the search space's layer shapes (different in_channels, num_classes "
+            "or candidates?); build a table for this space"
+        )
+    missing = table.missing_keys()
+    if missing:
+        raise ValueError(f"latency table is incomplete: {len(missing)} entries missing, e.g. {missing[0]!r}")
+
+
+class Supernet(nn.Module):
+    """All architectures of a search space in one network.
+
+    Args:
+        space: The search space (its default resolution and widths).
+        table: Latency table of ``space`` on the target; ``None`` searches without
+            latency (``expected_latency`` then raises).
+        mode: Initial mode of every mixed layer (see :mod:`hwnas.layers.sampling`).
+        temperature: Initial Gumbel-softmax temperature.
+        fused: Mix with the fused ``weighted_sum`` kernel (True) or the eager reference.
+
+    Shapes:
+        ``x``: ``[B, space.in_channels, R, R]`` with ``R = space.resolution``;
+        output: ``[B, space.num_classes]`` logits.
+    """
+
+    def __init__(self, space: SearchSpace, table=None, *, mode: str = "gumbel", temperature: float = 5.0,
+                 fused: bool = True) -> None:
+        super().__init__()
+        if any(layer.channel_choices for layer in space.layers) or space.resolution_choices:
+            raise ValueError(
+                f"space {space.name!r} searches channel widths or resolutions; the FBNet supernet searches "
+                "block choices only (use a space such as fbnet_small or fbnet)"
+            )
+        if table is not None:
+            check_table_matches_space(table, space)
+        self.space = space
+        self.stem = space.build_stem()
+        self.layers = nn.ModuleList()
+        for index, spec in enumerate(space.layers):
+            candidates = [build_block(choice, spec.c_in, spec.c_out, spec.stride) for choice in spec.choices]
+            latencies = None if table is None else table.layer_costs(index).tolist()
+            self.layers.append(MixedLayer(candidates, mode=mode, temperature=temperature, latencies=latencies, fused=fused))
+        self.head = space.build_head()
+        fixed = 0.0 if table is None else table.value(table.stem_key) + table.value(table.head_key)
+        self.register_buffer("fixed_latency", torch.tensor(float(fixed)))
+        self.has_latency = table is not None
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stem(x)
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x)
+
+    def expected_latency(self) -> Tensor:
+        """0-dim ``stem + sum_l sum_i m_{l,i} LAT_{l,i} + head`` of the last forward's masks.
+
+        Differentiable with respect to the architecture logits (FBNet eq. 9 with the
+        Gumbel-softmax mask in place of the probabilities).
+        """
+        if not self.has_latency:
+            raise ValueError("this supernet was built without a latency table")
+        terms = [layer.expected_latency for layer in self.layers]
+        if any(t is None for t in terms):
+            raise ValueError("expected_latency is known only after a forward pass")
+        return self.fixed_latency + torch.stack(terms).sum()
+
+    def distribution_latency(self) -> Tensor:
+        """0-dim expected latency under ``softmax(logits)`` (no noise): the distribution's own."""
+        if not self.has_latency:
+            raise ValueError("this supernet was built without a latency table")
+        total = self.fixed_latency
+        for layer in self.layers:
+            total = total + layer.latency_of(layer.probabilities())
+        return total
+
+    # ------------------------------------------------------------------ parameters
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """The ``[N_l]`` architecture logits, one per layer."""
+        return [layer.arch_logits for layer in self.layers]
+
+    def weight_parameters(self) -> Iterator[nn.Parameter]:
+        """Every parameter except the architecture logits."""
+        arch_ids = {id(p) for p in self.arch_parameters()}
+        return (p for p in self.parameters() if id(p) not in arch_ids)
+
+    def set_mode(self, mode: str) -> None:
+        for layer in self.layers:
+            layer.mode = mode
+
+    def set_temperature(self, temperature: float) -> None:
+        for layer in self.layers:
+            layer.temperature = temperature
+
+    def probabilities(self) -> list[Tensor]:
+        """Per layer, ``softmax(logits)`` (``[N_l]``, detached)."""
+        return [layer.probabilities().detach().clone() for layer in self.layers]
+
+    # ------------------------------------------------------------------ architectures
+
+    def derive(self) -> Architecture:
+        """The most likely architecture: each layer's arg-max candidate."""
+        return self.space.make_arch([spec.choices[layer.best_index()] for spec, layer in zip(self.space.layers, self.layers)])
+
+    def sample_architecture(self, rng: random.Random) -> Architecture:
+        """One architecture drawn from the learned per-layer distributions.
+
+        Args:
+            rng: The source of randomness (kept separate from torch's global RNG so that
+                sampling after a search does not depend on what ran before).
+        """
+        probs = [p.tolist() for p in self.probabilities()]
+        return self.space.sample(rng=rng, probs=probs)
+
+    def use_architecture(self, arch: Optional[Architecture]) -> None:
+        """Runs only ``arch``'s blocks (``fixed`` mode), or returns to search mode with ``None``.
+
+        After ``use_architecture(None)`` the layers are in ``gumbel`` mode; set the
+        mode explicitly if another one is wanted.
+        """
+        if arch is None:
+            for layer in self.layers:
+                layer.fixed_index = None
+                layer.mode = "gumbel"
+            return
+        self.space.validate(arch)
+        for spec, layer, choice in zip(self.space.layers, self.layers, arch.choices):
+            layer.fixed_index = spec.choices.index(choice)
+            layer.mode = "fixed"
+
+
+def candidate_indices(space: SearchSpace, arch: Architecture) -> list[int]:
+    """Per layer, the index of ``arch``'s choice in the layer's candidate list."""
+    return [spec.choices.index(choice) for spec, choice in zip(space.layers, arch.choices)]

@@ -1,0 +1,78 @@
+"""Latency tables for searches, built once per (space, target) and cached.
+
+A search needs the table of its space on its target. :func:`cached_table` keeps
+tables in a cache folder, one file per space definition and target fingerprint::
+
+    <cache>/latency/<space>-v<version>-r<resolution>-w<width>-<layer-keys hash>-<fingerprint id>.json
+
+The cache folder is ``$HWNAS_CACHE_DIR`` if set, else ``~/.cache/hwnas``. A table
+being built is written after every entry (see :func:`hwnas.latency.build.build_table`),
+so an interrupted build continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import replace
+from typing import Any, Optional
+
+__all__ = ["default_cache_dir", "table_cache_path", "cached_table", "quick_timing"]
+
+
+def quick_timing():
+    """The quick per-entry timing settings of cached search tables."""
+    from hwnas.latency.build import DEFAULT_TABLE_TIMING
+
+    # A short budget per entry: ~0.3 s each keeps a ~100-entry table under a minute;
+    # 5% CI of the median is ample next to the run-to-run noise of a shared machine.
+    return replace(DEFAULT_TABLE_TIMING, warmup_iters=5, warmup_s=0.02, min_samples=9, target_rel_ci=0.05, budget_s=0.3)
+
+
+def default_cache_dir() -> str:
+    """``$HWNAS_CACHE_DIR`` or ``~/.cache/hwnas``."""
+    return os.environ.get("HWNAS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "hwnas")
+
+
+def table_cache_path(space: Any, target: Any, cache_dir: Optional[str] = None) -> str:
+    """Where the cached table of ``space`` on ``target`` lives."""
+    from hwnas.latency.fingerprint import fingerprint_id
+    from hwnas.latency.table import head_key, layer_entry_keys, stem_key
+
+    keys = json.dumps([stem_key(space), layer_entry_keys(space), head_key(space)], sort_keys=True)
+    shape_hash = hashlib.sha256(keys.encode("utf-8")).hexdigest()[:10]
+    name = (f"{space.name}-v{space.version}-r{space.resolution}-w{space.width:g}-{shape_hash}-"
+            f"{fingerprint_id(target.fingerprint())}.json")
+    return os.path.join(cache_dir or default_cache_dir(), "latency", name)
+
+
+def cached_table(space: Any, target: Any, cache_dir: Optional[str] = None, config: Any = None,
+                 progress: bool = True, calibrate: int = 0, seed: int = 0):
+    """The latency table of ``space`` on ``target``: loaded from the cache, completed or built.
+
+    Args:
+        space: Search space.
+        target: A :class:`hwnas.latency.targets.Target`.
+        cache_dir: Cache folder (default :func:`default_cache_dir`).
+        config: Per-entry timing (default: :func:`quick_timing`).
+        progress: Progress bar while measuring.
+        calibrate: If positive and the table has no fitted correction yet, measure
+            this many whole models to fit ``measured ~ a * table_sum + b`` (stored in
+            the cached table; predictions then use it).
+        seed: Seed of the calibration architectures.
+
+    Returns:
+        A complete :class:`~hwnas.latency.table.LatencyTable`.
+    """
+    from hwnas.latency.build import build_table
+
+    path = table_cache_path(space, target, cache_dir)
+    table = build_table(space, target, path, config=config or quick_timing(), resume=True, progress=progress)
+    if calibrate > 0 and not table.correction:
+        from hwnas.latency.validation import validate_table
+
+        validate_table(table, space, target, num_archs=2, num_calibration=max(2, calibrate), seed=seed,
+                       progress=progress, store_correction=True)
+        table.save(path)
+    return table

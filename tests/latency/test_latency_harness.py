@@ -1,0 +1,130 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import binom
+
+from hwnas.latency import harness
+from hwnas.latency.harness import TimingConfig, median_ci_indices, sample_statistics, time_callable
+
+
+def test_statistics_match_numpy():
+    rng = np.random.default_rng(0)
+    samples = list(rng.lognormal(3.0, 0.4, size=101))
+    r = sample_statistics(samples)
+    assert r.median_us == pytest.approx(np.median(samples), rel=1e-9)
+    for q, got in ((10, r.p10_us), (25, r.p25_us), (75, r.p75_us), (90, r.p90_us)):
+        assert got == pytest.approx(np.percentile(samples, q), rel=1e-9)
+    assert r.iqr_us == pytest.approx(np.percentile(samples, 75) - np.percentile(samples, 25), rel=1e-9)
+    assert r.cv == pytest.approx(np.std(samples, ddof=1) / np.mean(samples), rel=1e-9)
+    lo, hi = median_ci_indices(101)
+    ordered = sorted(samples)
+    assert r.ci_lo_us == pytest.approx(ordered[lo]) and r.ci_hi_us == pytest.approx(ordered[hi])
+    assert r.rel_ci == pytest.approx((ordered[hi] - ordered[lo]) / np.median(samples))
+
+
+@pytest.mark.parametrize("n", [6, 9, 10, 30, 101, 1000])
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_median_ci_is_the_narrowest_with_enough_coverage(n, confidence):
+    lo, hi = median_ci_indices(n, confidence)
+    if lo < 0:
+        # Even the full range [min, max] has miss probability 2 * 0.5**n > 1 - confidence.
+        assert 2 * 0.5**n > 1 - confidence
+        return
+    assert hi == n - 1 - lo
+    coverage = 1 - 2 * binom.cdf(lo, n, 0.5)  # independent reference: scipy's binomial
+    assert coverage >= confidence - 1e-12
+    assert 1 - 2 * binom.cdf(lo + 1, n, 0.5) < confidence  # one step narrower is not enough
+
+
+def test_too_few_samples_give_infinite_ci():
+    assert median_ci_indices(5, 0.95) == (-1, -1)
+    assert math.isinf(sample_statistics([1.0, 2.0, 3.0]).rel_ci)
+
+
+def test_call_count_matches_warmup_and_samples():
+    calls = []
+    r = time_callable(lambda: calls.append(1), warmup_iters=7, min_samples=5, max_samples=5, iters_per_sample=3,
+                      target_rel_ci=1e-9, budget_s=10)
+    assert r.stop_reason == "max_samples"
+    assert len(r.samples_us) == 5 and r.iters_per_sample == 3 and r.warmup_iters == 7
+    assert len(calls) == 7 + 5 * 3
+
+
+def test_budget_stops_the_loop():
+    r = time_callable(lambda: sum(range(200)), min_samples=3, target_rel_ci=1e-9, budget_s=0.02, iters_per_sample=1)
+    assert r.stop_reason == "budget" and not r.converged
+    assert r.elapsed_s < 0.5
+
+
+def test_converges_on_a_steady_body():
+    r = time_callable(lambda: None, target_rel_ci=0.5, budget_s=2.0)
+    assert r.stop_reason == "converged" and r.converged and r.rel_ci <= 0.5
+
+
+def test_thread_count_is_set_and_restored():
+    before = torch.get_num_threads()
+    seen = []
+    time_callable(lambda: seen.append(torch.get_num_threads()), num_threads=1, min_samples=3, budget_s=0.01)
+    assert set(seen) == {1}
+    assert torch.get_num_threads() == before
+
+
+def test_exceptions_propagate_and_threads_restored():
+    before = torch.get_num_threads()
+    with pytest.raises(ZeroDivisionError):
+        time_callable(lambda: 1 / 0, num_threads=1)
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("field,value", [("min_samples", 0), ("target_rel_ci", 0.0), ("confidence", 1.0), ("budget_s", -1)])
+def test_bad_config_is_a_value_error(field, value):
+    with pytest.raises(ValueError, match=field):
+        TimingConfig(**{field: value})
+    with pytest.raises(ValueError, match="unknown timing option"):
+        time_callable(lambda: None, not_an_option=1)
+
+
+def test_flush_runs_one_call_per_sample():
+    r = time_callable(lambda: None, flush_bytes=1 << 20, min_samples=4, max_samples=4, budget_s=5)
+    assert r.iters_per_sample == 1 and len(r.samples_us) == 4
+
+
+def test_harness_overhead_below_one_microsecond():
+    overhead = harness.harness_overhead()
+    assert overhead.median_us < 1.0
+    assert harness.clock_pair_cost_ns() > 0
+
+
+def test_time_module_and_operator_run_native():
+    conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+    x = torch.randn(1, 4, 8, 8)
+    r = harness.time_module(conv, [x], min_samples=5, budget_s=0.05)
+    assert r.method == "script" and r.median_us > 0 and len(r.samples_us) >= 3
+    a, b = torch.randn(64), torch.randn(64)
+    r = harness.time_operator("aten::add.Tensor", [a, b], min_samples=5, budget_s=0.05)
+    assert r.method == "operator" and r.median_us > 0
+    with pytest.raises(RuntimeError):
+        harness.time_operator("aten::no_such_op", [a], budget_s=0.01)
+    with pytest.raises(ValueError, match="namespace::op"):
+        harness.time_operator("add", [a])
+
+
+def test_time_operator_runs_hwnas_weighted_sum():
+    branches = [torch.randn(2, 8) for _ in range(3)]
+    weights = torch.softmax(torch.randn(3), 0)
+    r = harness.time_operator("hwnas::weighted_sum", [branches, weights], min_samples=5, budget_s=0.05)
+    assert r.median_us > 0
+
+
+def test_thread_cpu_clock_ignores_time_spent_waiting():
+    import time
+
+    wall = time_callable(lambda: time.sleep(0.002), min_samples=3, max_samples=3, iters_per_sample=1, budget_s=5)
+    cpu = time_callable(lambda: time.sleep(0.002), min_samples=3, max_samples=3, iters_per_sample=1, budget_s=5,
+                        clock="thread_cpu")
+    assert wall.median_us >= 2000
+    assert cpu.median_us < 500  # sleeping uses no CPU
+    with pytest.raises(ValueError, match="clock"):
+        TimingConfig(clock="rdtsc")

@@ -1,0 +1,71 @@
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hwnas.latency import commands
+from hwnas.latency.harness import TimingConfig
+from hwnas.latency.targets import EagerTarget, get_target, register_target, target_from_fingerprint
+
+
+needs_onnxruntime = pytest.mark.skipif(
+    importlib.util.find_spec("onnxruntime") is None,
+    reason="onnxruntime is not installed (pip install 'hwnas[onnx]')",
+)
+
+
+@needs_onnxruntime
+def test_targets_measure_and_fingerprint():
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU())
+    for name in ("eager", "torchscript", "onnxruntime"):
+        target = get_target(name, threads=1, batch=1)
+        fp = target.fingerprint()
+        assert fp["target"] == name and fp["threads"] == 1 and fp["batch"] == 1 and fp["cpu_model"]
+        r = target.measure(conv, (3, 8, 8), TimingConfig(min_samples=5, target_rel_ci=0.5, budget_s=0.03))
+        assert r.median_us > 0
+        assert target_from_fingerprint(fp).fingerprint() == fp
+    assert "onnxruntime" in get_target("onnxruntime").fingerprint()["libraries"]
+
+
+@needs_onnxruntime
+def test_onnxruntime_export_computes_the_same_function():
+    target = get_target("onnxruntime")
+    block = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU()).eval()
+    x = target.make_input((3, 8, 8))
+    session = target.session(target.export(block, x))
+    (y,) = session.run(None, {"x": x.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(y, block(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_target_registry_errors():
+    with pytest.raises(ValueError, match="unknown target"):
+        get_target("tpu")
+    with pytest.raises(ValueError, match="already registered"):
+        register_target("eager", EagerTarget)
+    with pytest.raises(ValueError, match="threads"):
+        get_target("eager", threads=0)
+    if importlib.util.find_spec("onnxruntime") is not None:
+        with pytest.raises(ValueError, match="float32"):
+            get_target("onnxruntime", dtype="float64")
+
+
+def test_cli_build_then_validate(tmp_path, capsys):
+    table = tmp_path / "t.json"
+    common = ["--rel-ci", "0.5", "--budget", "0.01", "--quiet"]
+    rc = commands.main(["latency", "build", "--space", "fbnet_small", "--resolution", "8", "--target", "eager",
+                        "--out", str(table)] + common)
+    assert rc == 0
+    data = json.loads(table.read_text())
+    assert data["format"] == "hwnas.latency_table" and data["complete"]
+    rc = commands.main(["latency", "validate", "--table", str(table), "--num-archs", "3", "--calibration", "2",
+                        "--plot", str(tmp_path / "p.png"), "--report", str(tmp_path / "r.json")] + common)
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "MAPE" in out and "tau" in out and (tmp_path / "p.png").exists()
+    assert json.loads(table.read_text())["correction"]["kind"] == "linear"
+    rc = commands.main(["latency", "build", "--space", "fbnet_small", "--resolution", "8", "--target", "eager",
+                        "--threads", "2", "--out", str(table)] + common)
+    assert rc == 2 and "refusing to mix" in capsys.readouterr().err

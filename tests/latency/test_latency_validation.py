@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+from scipy.stats import kendalltau
+
+from hwnas.latency.build import build_table
+from hwnas.latency.targets import get_target
+from hwnas.latency.validation import (
+    error_metrics,
+    fit_linear_correction,
+    sample_spread_architectures,
+    validate_table,
+)
+
+
+def test_error_metrics_against_hand_computation():
+    measured = [100.0, 200.0, 400.0, 50.0]
+    predicted = [110.0, 190.0, 400.0, 40.0]
+    m = error_metrics(predicted, measured)
+    assert m["mape_pct"] == pytest.approx((10 + 5 + 0 + 20) / 4)
+    assert m["max_err_pct"] == pytest.approx(20)
+    assert m["bias_pct"] == pytest.approx((10 - 5 + 0 - 20) / 4)
+    assert m["kendall_tau"] == pytest.approx(kendalltau(predicted, measured).statistic)
+    assert m["within_10pct"] == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="positive"):
+        error_metrics([1, 2], [0, 1])
+
+
+def test_linear_correction_recovers_the_line():
+    raw = np.array([10.0, 20.0, 35.0, 50.0])
+    fit = fit_linear_correction(raw, 0.9 * raw - 3.0)
+    assert fit["a"] == pytest.approx(0.9) and fit["b"] == pytest.approx(-3.0)
+
+
+def test_spread_sampling_covers_more_range_than_uniform(tiny_space):
+    from hwnas.latency.validation import _cost_proxy
+
+    def size(arch):
+        return sum(_cost_proxy(c) for c in arch.choices)
+
+    spread = [size(a) for a in sample_spread_architectures(tiny_space, 30, seed=1)]
+    uniform = [size(tiny_space.sample(seed=s)) for s in range(30)]
+    assert np.std(spread) > np.std(uniform)
+    assert len({a.key() for a in sample_spread_architectures(tiny_space, 20, seed=2)}) == 20
+
+
+def test_validate_end_to_end_writes_report_and_png(tiny_space, fast_timing, tmp_path):
+    target = get_target("eager")
+    table = build_table(tiny_space, target, config=fast_timing, progress=False)
+    report = validate_table(table, tiny_space, target, num_archs=4, num_calibration=3, config=fast_timing,
+                            progress=False, plot_path=tmp_path / "p.png", report_path=tmp_path / "r.json")
+    assert set(report.metrics) == {"raw", "overhead", "linear"}
+    assert len(report.measured) == 4 and all(m > 0 for m in report.measured)
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import json
+
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["format"] == "hwnas.latency_validation" and data["version"] == 1
+    assert table.correction is not None and table.correction["n"] == 3
+    other = get_target("eager", batch=2)
+    with pytest.raises(ValueError, match="batch"):
+        validate_table(table, tiny_space, other, num_archs=2, num_calibration=0, progress=False)

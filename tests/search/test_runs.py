@@ -1,0 +1,58 @@
+import json
+import os
+
+import pytest
+import torch
+
+from hwnas.runs import RunDir, atomic_write_json, capture_rng_state, read_json, restore_rng_state
+
+
+def test_checkpoints_pointer_and_pruning(tmp_path):
+    run = RunDir(tmp_path / "run", keep_checkpoints=2)
+    for epoch in (1, 2, 3):
+        run.save_checkpoint("search", epoch, {"value": torch.tensor([epoch])})
+    names = sorted(os.listdir(tmp_path / "run" / "checkpoints"))
+    assert names == ["search-epoch-0002.pt", "search-epoch-0003.pt", "search-latest.json"]
+    state = run.load_latest("search")
+    assert state["epoch"] == 3 and torch.equal(state["value"], torch.tensor([3]))
+    assert run.load_latest("retrain") is None
+    assert not [n for n in os.listdir(tmp_path / "run" / "checkpoints") if n.startswith(".tmp-")]
+
+
+def test_a_checkpoint_written_without_its_pointer_update_is_ignored(tmp_path):
+    # Simulates a kill after the checkpoint file but before the pointer moved on.
+    run = RunDir(tmp_path / "run", keep_checkpoints=None)
+    run.save_checkpoint("search", 1, {"value": 1})
+    torch.save({"garbage": True}, tmp_path / "run" / "checkpoints" / "search-epoch-0002.pt")
+    assert run.load_latest("search")["value"] == 1
+
+
+def test_unknown_versions_and_missing_format_are_refused(tmp_path):
+    path = tmp_path / "x.json"
+    with pytest.raises(ValueError, match="carries 'format' and 'version'"):
+        atomic_write_json(path, {"a": 1})
+    atomic_write_json(path, {"format": "hwnas.thing", "version": 9})
+    with pytest.raises(ValueError, match="version 9 is not supported"):
+        read_json(path, "hwnas.thing", (1,))
+    with pytest.raises(ValueError, match="format is 'hwnas.thing', expected 'hwnas.other'"):
+        read_json(path, "hwnas.other", (1,))
+    run = RunDir(tmp_path / "run")
+    run.save_checkpoint("search", 1, {})
+    pointer = tmp_path / "run" / "checkpoints" / "search-latest.json"
+    data = json.loads(pointer.read_text())
+    pointer.write_text(json.dumps({**data, "version": 2}))
+    with pytest.raises(ValueError, match="version 2 is not supported"):
+        run.load_latest("search")
+    with pytest.raises(FileNotFoundError, match="not an hwnas run folder"):
+        RunDir(tmp_path / "empty").read_config()
+
+
+def test_rng_state_round_trip():
+    gen = torch.Generator().manual_seed(5)
+    state = capture_rng_state({"shuffler": gen})
+    first = (torch.rand(3), torch.randperm(10, generator=gen))
+    restore_rng_state(state, {"shuffler": gen})
+    second = (torch.rand(3), torch.randperm(10, generator=gen))
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    with pytest.raises(ValueError, match="no state for random generator 'other'"):
+        restore_rng_state(state, {"other": gen})

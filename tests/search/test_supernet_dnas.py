@@ -1,0 +1,100 @@
+import torch
+import pytest
+
+from hwnas.runs import RunDir
+from hwnas.search.dnas import FBNetSearch, SearchConfig, read_history
+from hwnas.search.supernet import Supernet
+
+from _search_fixtures import TINY_CHOICES, TINY_COSTS, synthetic_table, tiny_space
+
+
+def test_expected_latency_is_the_mask_weighted_table_sum(space, table):
+    net = Supernet(space, table, mode="gumbel", temperature=1.0)
+    net(torch.randn(4, 1, 8, 8))
+    costs = torch.tensor([TINY_COSTS[c] for c in TINY_CHOICES])
+    manual = TINY_COSTS["stem"] + TINY_COSTS["head"] + sum(float(layer.last_weights.detach() @ costs) for layer in net.layers)
+    assert float(net.expected_latency()) == pytest.approx(manual, rel=1e-6)
+    net.expected_latency().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.arch_parameters())
+
+
+def test_uniform_distribution_latency_and_fixed_architecture(space, table):
+    net = Supernet(space, table)
+    mean_block = sum(TINY_COSTS[c] for c in TINY_CHOICES) / 3
+    assert float(net.distribution_latency()) == pytest.approx(10.0 + 2 * mean_block, rel=1e-6)
+    arch = space.make_arch(["k3_e3", "skip"])
+    net.use_architecture(arch)
+    net.eval()
+    reference = space.build(arch).eval()
+    # Copy the chosen candidates' weights into the standalone model: same function.
+    reference.stem.load_state_dict(net.stem.state_dict())
+    reference.head.load_state_dict(net.head.state_dict())
+    for i, choice in enumerate(arch.choices):
+        reference.layers[i].load_state_dict(net.layers[i].candidates[TINY_CHOICES.index(choice)].state_dict())
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(net(x), reference(x))
+    assert float(net.expected_latency()) == pytest.approx(10.0 + 30.0 + 1.0)
+
+
+def test_table_of_another_space_is_refused(space):
+    other = tiny_space(resolution=16)
+    with pytest.raises(ValueError, match="latency table is for test_tiny2 v1 at 16x16"):
+        Supernet(space, synthetic_table(other))
+
+
+def _tensors(search):
+    out = {f"supernet.{k}": v for k, v in search.supernet.state_dict().items()}
+    for i, p in enumerate(search.supernet.arch_parameters()):
+        out[f"logits.{i}"] = p.detach()
+    return out
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(space, table, splits, tmp_path):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # bitwise-reproducible kernels
+    try:
+        config = SearchConfig(epochs=2, warmup_epochs=1, batch_size=16, num_samples=3, seed=3)
+        straight = FBNetSearch(space, table, splits, config, run=RunDir(tmp_path / "a"), progress=False, log=None)
+        result_a = straight.run()
+
+        interrupted = FBNetSearch(space, table, splits, SearchConfig(**{**config.to_dict(), "epochs": 2}),
+                                  run=RunDir(tmp_path / "b"), progress=False, log=None)
+        interrupted.run_epoch()  # epoch 1 then "killed" after its checkpoint
+        interrupted.run_dir.save_checkpoint("search", interrupted.epoch, interrupted.state_dict())
+        torch.manual_seed(12345)  # the new process starts from other random states
+        resumed = FBNetSearch(space, table, splits, config, run=RunDir(tmp_path / "b"), progress=False, log=None)
+        result_b = resumed.run(resume=True)
+    finally:
+        torch.set_num_threads(threads)
+    a, b = _tensors(straight), _tensors(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert result_a.architecture.choices == result_b.architecture.choices
+    assert [c["arch"] for c in result_a.candidates] == [c["arch"] for c in result_b.candidates]
+    history = read_history(str(tmp_path / "b" / "history.json"))
+    assert [r["epoch"] for r in history["epochs"]] == [1, 2]
+    assert history["epochs"][1]["arch_step"] and not history["epochs"][0]["arch_step"]
+
+
+def test_latency_weight_pushes_the_distribution_to_faster_blocks(space, table, splits):
+    def final_latency(lam):
+        config = SearchConfig(epochs=3, warmup_epochs=0, batch_size=16, arch_lr=0.3, num_samples=0, seed=0,
+                              objective={"name": "additive", "lam": lam})
+        search = FBNetSearch(space, table, splits, config, progress=False, log=None)
+        search.run()
+        return float(search.supernet.distribution_latency())
+
+    uniform = 10.0 + 2 * (10.0 + 30.0 + 1.0) / 3
+    heavy = final_latency(0.2)
+    assert heavy < uniform - 10.0  # the penalty moved mass to cheap blocks
+    assert heavy < final_latency(0.0)
+
+
+def test_search_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="warmup_epochs must be in"):
+        SearchConfig(epochs=2, warmup_epochs=3)
+    with pytest.raises(ValueError, match="weight_mode"):
+        SearchConfig(weight_mode="fixed")
+    with pytest.raises(ValueError, match="unknown objective"):
+        SearchConfig(objective={"name": "bogus"})
