@@ -10,7 +10,7 @@
 #include "../weighted_sum_math.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__INTEL_COMPILER)
-#define HWNAS_MULTIVERSION __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#define HWNAS_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define HWNAS_MULTIVERSION
 #endif
