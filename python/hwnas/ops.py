@@ -97,33 +97,8 @@ def _weighted_sum_backward_fake(grad, branches, weights, branches_need_grad, wei
     return grad_branches, grad_weights
 
 
-def _weighted_sum_setup_context(ctx, inputs, output):
-    branches, weights = inputs
-    ctx.weights_need_grad = weights.requires_grad
-    ctx.num_branches = len(branches)
-    # The branches are needed only for the weight gradient; not keeping them otherwise
-    # lets autograd free them as soon as the forward is done with them.
-    ctx.save_for_backward(weights, *(branches if weights.requires_grad else ()))
-
-
-def _weighted_sum_backward(ctx, grad):
-    weights, *branches = ctx.saved_tensors
-    branches_need_grad = bool(ctx.needs_input_grad[0])
-    weights_need_grad = bool(ctx.needs_input_grad[1])
-    if not (branches_need_grad or weights_need_grad):
-        return None, None
-    grad_branches, grad_weights = torch.ops.hwnas.weighted_sum_backward.default(
-        grad, branches if weights_need_grad else [], weights, branches_need_grad, weights_need_grad
-    )
-    return (
-        list(grad_branches) if branches_need_grad else None,
-        grad_weights if weights_need_grad else None,
-    )
-
-
-torch.library.register_autograd(
-    "hwnas::weighted_sum", _weighted_sum_backward, setup_context=_weighted_sum_setup_context
-)
+# Autograd of weighted_sum is registered in C++ (csrc/ops/autograd/), where it costs
+# no Python call per step; its backward is the fused hwnas::weighted_sum_backward op.
 
 
 # --------------------------------------------------------------------------- channel_mask
