@@ -178,30 +178,4 @@ def _channel_mask_backward_fake(grad, x, gates, widths, x_needs_grad, gates_need
     return grad_x, grad_gates
 
 
-def _channel_mask_setup_context(ctx, inputs, output):
-    x, gates, widths = inputs
-    ctx.widths = list(widths)
-    # x is needed only for the gate gradient; the gates (K numbers) always are.
-    ctx.save_for_backward(gates, x if gates.requires_grad else None)
-
-
-def _channel_mask_backward(ctx, grad):
-    gates, x = ctx.saved_tensors
-    x_needs_grad = bool(ctx.needs_input_grad[0])
-    gates_needs_grad = bool(ctx.needs_input_grad[1])
-    if not (x_needs_grad or gates_needs_grad):
-        return None, None, None
-    grad_x, grad_gates = torch.ops.hwnas.channel_mask_backward.default(
-        grad,
-        x if gates_needs_grad else grad.new_empty((0,)),
-        gates,
-        ctx.widths,
-        x_needs_grad,
-        gates_needs_grad,
-    )
-    return (grad_x if x_needs_grad else None, grad_gates if gates_needs_grad else None, None)
-
-
-torch.library.register_autograd(
-    "hwnas::channel_mask", _channel_mask_backward, setup_context=_channel_mask_setup_context
-)
+# Autograd of channel_mask is registered in C++ (csrc/ops/autograd/), as weighted_sum's.
