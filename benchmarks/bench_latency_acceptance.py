@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         predictor_section(tables["eager"])
     with open("/proc/loadavg", encoding="ascii") as handle:
         say(f"load average at end: {handle.read().strip()}; total {time.time() - started:.0f} s")
-    from hwnas.latency._io import atomic_write_text
+    from hwnas._io import atomic_write_text
 
     atomic_write_text(os.path.join(args.out, "acceptance.txt"), "\n".join(LINES) + "\n")
     return 0

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._io import read_json, write_json
+from hwnas._io import read_json, write_json
 from .table import LatencyTable, TableEntry, entry_key, layer_entry_keys
 
 __all__ = [

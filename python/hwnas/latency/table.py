@@ -27,7 +27,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import torch
 
-from ._io import read_json, write_json
+from hwnas._io import check_format, read_json, write_json
 from .fingerprint import fingerprint_differences, fingerprint_id
 
 __all__ = ["LatencyTable", "TableEntry", "entry_key", "TABLE_FORMAT", "TABLE_FORMAT_VERSION", "layer_entry_keys"]
@@ -355,8 +355,6 @@ class LatencyTable:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "table") -> "LatencyTable":
-        from ._io import check_format
-
         check_format(data, TABLE_FORMAT, (TABLE_FORMAT_VERSION,), source)
         try:
             return cls(
@@ -380,7 +378,7 @@ class LatencyTable:
             raise ValueError(f"{source}: malformed latency table ({exc!r})") from exc
 
     def save(self, path: str | os.PathLike, fsync: bool = True) -> None:
-        """Writes the table atomically (``fsync=False``: see :func:`hwnas.latency._io.atomic_write_text`)."""
+        """Writes the table atomically (``fsync=False``: see :func:`hwnas._io.atomic_write_text`)."""
         write_json(path, self.to_dict(), fsync=fsync)
 
     @classmethod

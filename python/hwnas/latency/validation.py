@@ -25,7 +25,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from ._io import atomic_write_file, write_json
+from hwnas._io import atomic_write_file, write_json
 from .fingerprint import fingerprint_differences, machine_line
 from .harness import TimingConfig, TimingResult
 from .table import LatencyTable

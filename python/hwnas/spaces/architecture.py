@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ._io import atomic_write_text, check_format, dumps
+from hwnas._io import atomic_write_text, check_format, dumps
 
 __all__ = ["Architecture", "parse_compact", "ARCHITECTURE_FORMAT", "ARCHITECTURE_FORMAT_VERSION"]
 

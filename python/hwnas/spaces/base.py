@@ -43,7 +43,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from torch import nn
 
-from ._io import atomic_write_text, check_format, dumps
+from hwnas._io import atomic_write_text, check_format, dumps
 from .architecture import Architecture, parse_compact
 from .blocks import build_block, parse_block_name
 from .builder import ClassifierHead, SpaceNet

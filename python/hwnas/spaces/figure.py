@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Optional, Union
 
-from ._io import atomic_write_bytes_via
+from hwnas._io import atomic_write_file
 from .architecture import Architecture
 from .base import SearchSpace
 from .blocks import parse_block_name
@@ -94,5 +94,5 @@ def draw_architecture(
     fig.text(0.99, 0.01, "height = expansion (e1..e6)", ha="right", fontsize=6)
     fig.tight_layout()
     out = os.fspath(path)
-    atomic_write_bytes_via(out, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+    atomic_write_file(out, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
     return out

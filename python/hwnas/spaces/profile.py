@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ._io import atomic_write_text, dumps
+from hwnas._io import atomic_write_text, dumps
 
 __all__ = ["LayerProfile", "Profile", "profile", "PROFILE_FORMAT", "PROFILE_FORMAT_VERSION"]
 

@@ -1,4 +1,11 @@
-"""Atomic JSON writing and format/version checks for the files this package writes."""
+"""Atomic file writing and versioned JSON, shared by everything hwnas writes.
+
+Every JSON file carries a ``format`` name and an integer ``version`` so that a
+reader can refuse a file it does not understand instead of misreading it. Files are
+written atomically: a temporary file in the destination folder is filled, flushed
+and then moved over the destination with :func:`os.replace`, so a crash or a kill
+never leaves a half-written file behind.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,15 @@ import os
 import tempfile
 from typing import Any, Callable, Mapping
 
+__all__ = [
+    "atomic_write_file",
+    "atomic_write_text",
+    "check_format",
+    "dumps",
+    "read_json",
+    "write_json",
+]
+
 
 def atomic_write_text(path: str | os.PathLike, text: str, fsync: bool = True) -> None:
     """Writes ``text`` to ``path`` atomically: a temporary file in the same folder, then ``os.replace``.
@@ -15,7 +31,7 @@ def atomic_write_text(path: str | os.PathLike, text: str, fsync: bool = True) ->
     Args:
         fsync: Flush to disk before the rename. Without it the file is still never
             half-written when the process dies; only a power loss can lose the
-            latest version (used for the per-entry saves of a table build).
+            latest version (used for frequent saves such as each entry of a table build).
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -35,7 +51,11 @@ def atomic_write_text(path: str | os.PathLike, text: str, fsync: bool = True) ->
 
 
 def atomic_write_file(path: str | os.PathLike, writer: Callable[[str], None]) -> None:
-    """Calls ``writer(tmp_path)`` (e.g. matplotlib's ``savefig``) and moves the result to ``path``."""
+    """Calls ``writer(tmp_path)`` and moves the result to ``path`` atomically.
+
+    For files produced by writers that want a path rather than a string (matplotlib's
+    ``savefig``, ``torch.save``, ONNX export).
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -50,28 +70,54 @@ def atomic_write_file(path: str | os.PathLike, writer: Callable[[str], None]) ->
         raise
 
 
-def _clean(value: Any) -> Any:
+def _finite_only(value: Any) -> Any:
     """Replaces non-finite floats (not valid JSON) by ``None``, recursively."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Mapping):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: _finite_only(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [_finite_only(v) for v in value]
     return value
+
+
+def dumps(data: Mapping[str, Any]) -> str:
+    """Serialises ``data`` as stable, human-readable JSON (with a trailing newline)."""
+    return json.dumps(_finite_only(data), indent=2, allow_nan=False) + "\n"
 
 
 def write_json(path: str | os.PathLike, data: Mapping[str, Any], fsync: bool = True) -> None:
     """Writes ``data`` (which must carry ``format`` and ``version``) atomically as JSON."""
     if "format" not in data or "version" not in data:
         raise ValueError("every JSON file hwnas writes carries 'format' and 'version'")
-    atomic_write_text(path, json.dumps(_clean(data), indent=1, allow_nan=False) + "\n", fsync=fsync)
+    atomic_write_text(path, dumps(data), fsync=fsync)
+
+
+def check_format(data: Any, expected_format: str, supported_versions: tuple[int, ...], source: str) -> None:
+    """Raises ``ValueError`` unless ``data`` is an object of the expected format and a supported version.
+
+    Args:
+        data: Parsed JSON document.
+        expected_format: Value the ``format`` key must have.
+        supported_versions: Versions this reader understands.
+        source: Where the data came from (file name or "string"), for messages.
+    """
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{source}: expected a JSON object of format {expected_format!r}, got {type(data).__name__}")
+    if data.get("format") != expected_format:
+        raise ValueError(f"{source}: format is {data.get('format')!r}, expected {expected_format!r}")
+    if data.get("version") not in supported_versions:
+        raise ValueError(
+            f"{source}: {expected_format} version {data.get('version')!r} is not supported by this hwnas "
+            f"(supported: {', '.join(map(str, supported_versions))}); upgrade hwnas or re-export the file"
+        )
 
 
 def read_json(path: str | os.PathLike, expected_format: str, supported_versions: tuple[int, ...]) -> dict[str, Any]:
     """Reads a JSON file and checks its ``format`` and ``version``.
 
     Raises:
+        FileNotFoundError: No such file.
         ValueError: Not JSON, another format, or a version this hwnas does not read.
     """
     path = os.fspath(path)
@@ -82,16 +128,3 @@ def read_json(path: str | os.PathLike, expected_format: str, supported_versions:
             raise ValueError(f"{path}: not valid JSON ({exc})") from exc
     check_format(data, expected_format, supported_versions, path)
     return data
-
-
-def check_format(data: Any, expected_format: str, supported_versions: tuple[int, ...], source: str) -> None:
-    """Raises ``ValueError`` unless ``data`` is an object of the expected format and a supported version."""
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{source}: expected a JSON object of format {expected_format!r}, got {type(data).__name__}")
-    if data.get("format") != expected_format:
-        raise ValueError(f"{source}: format is {data.get('format')!r}, expected {expected_format!r}")
-    if data.get("version") not in supported_versions:
-        raise ValueError(
-            f"{source}: {expected_format} version {data.get('version')!r} is not supported by this hwnas "
-            f"(supported: {list(supported_versions)})"
-        )
