@@ -113,8 +113,8 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
     build.add_argument("--resolution", type=int, required=True, help="input side length, e.g. 32 or 64")
     build.add_argument("--width", type=float, default=None, help="width multiplier of the space")
     build.add_argument("--target", default="eager", help="eager, torchscript or onnxruntime")
-    build.add_argument("--threads", type=int, default=1)
-    build.add_argument("--batch", type=int, default=1)
+    build.add_argument("--threads", type=int, default=1, help="intra-op threads of the measurements (default 1)")
+    build.add_argument("--batch", type=int, default=1, help="batch size of the measured inputs (default 1)")
     build.add_argument("--out", required=True, help="table JSON path (continued if it exists)")
     build.add_argument("--restart", action="store_true", help="discard an existing table at --out")
     build.add_argument("--flush-mb", type=float, default=0.0,
@@ -124,10 +124,10 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
     build.set_defaults(handler=_cmd_build)
 
     validate = sub.add_parser("validate", help="measure random whole models and compare with the table")
-    validate.add_argument("--table", required=True)
-    validate.add_argument("--num-archs", type=int, default=30)
+    validate.add_argument("--table", required=True, help="table JSON built by `hwnas latency build`")
+    validate.add_argument("--num-archs", type=int, default=30, help="random architectures measured end to end (default 30)")
     validate.add_argument("--calibration", type=int, default=10, help="extra architectures to fit the correction on")
-    validate.add_argument("--seed", type=int, default=0)
+    validate.add_argument("--seed", type=int, default=0, help="seed of the architecture sample (default 0)")
     validate.add_argument("--plot", default=None, help="predicted-versus-measured PNG path")
     validate.add_argument("--report", default=None, help="JSON report path")
     validate.add_argument("--no-store-correction", dest="store_correction", action="store_false",
