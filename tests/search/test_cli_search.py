@@ -82,5 +82,6 @@ def test_help_lists_the_subcommands_and_main_options(capsys):
     with pytest.raises(SystemExit):
         main(["search", "--help"])
     text = capsys.readouterr().out
-    for option in ("--resume", "--data", "--target", "--objective", "--target-us", "--baseline", "~/.cache/hwnas"):
+    for option in ("--resume", "--data", "--target", "--objective", "--target-us", "--baseline", "~/.cache/hwnas",
+                   "--train-threads", "soft mixture"):
         assert option in text

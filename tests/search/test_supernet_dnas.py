@@ -98,3 +98,29 @@ def test_search_config_rejects_bad_values():
         SearchConfig(weight_mode="fixed")
     with pytest.raises(ValueError, match="unknown objective"):
         SearchConfig(objective={"name": "bogus"})
+
+
+def test_candidate_evaluation_recalibrates_batch_norm_and_restores_it(space, table, splits):
+    config = SearchConfig(epochs=1, warmup_epochs=1, batch_size=16, num_samples=0, seed=0, bn_batches=2)
+    search = FBNetSearch(space, table, splits, config, progress=False, log=None)
+    search.run_epoch()
+    before = {k: v.clone() for k, v in search.supernet.state_dict().items()}
+    arch = space.make_arch(["k3_e3", "k3_e1"])
+    row = search.evaluate_architecture(arch, "sample")
+    after = search.supernet.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # evaluation leaves no trace
+    # With the recalibration off, the evaluation sees the mixture's running statistics instead.
+    search.config = SearchConfig(**{**config.to_dict(), "bn_batches": 0})
+    stale = search.evaluate_architecture(arch, "sample")
+    assert row["val_loss"] != pytest.approx(stale["val_loss"], rel=1e-4)
+
+
+def test_objective_latency_is_on_the_scale_of_the_tables_predictions(space, table, splits):
+    table.correction = {"kind": "linear", "a": 2.0, "b": 100.0, "n": 6}
+    search = FBNetSearch(space, table, splits, SearchConfig(epochs=1, num_samples=0), progress=False, log=None)
+    arch = space.make_arch(["k3_e3", "skip"])
+    search.supernet.use_architecture(arch)
+    search.supernet(splits.train.images[:2])
+    # What the objective sees equals what selection and reports use (table.predict with the correction).
+    assert float(search.calibrated(search.supernet.expected_latency())) == pytest.approx(table.predict(arch))
+    assert table.predict(arch) == pytest.approx(2.0 * (10.0 + 30.0 + 1.0) + 100.0)

@@ -9,7 +9,7 @@ __all__ = ["configure_search", "run_search", "configure_train", "run_train"]
 
 _SEARCH_EPILOG = """\
 examples:
-  hwnas search                                  # digits at 16x16, fbnet_small x0.25, eager CPU: a few minutes
+  hwnas search                                  # digits (8x8), fbnet_small x0.25, eager CPU: 2-4 minutes
   hwnas search --objective hard_target --target-us 400
   hwnas search --data ../shared/data/mnist-t10k --resolution 28 --target onnxruntime
   hwnas search --resume runs/search-20261121-101500   # continue an interrupted run
@@ -25,21 +25,33 @@ def _add_data_args(parser: argparse.ArgumentParser, resolution: bool = True) -> 
                        help="'digits' (scikit-learn's bundled 8x8 digits, the default), an MNIST-format IDX folder or "
                             "images file, a .npz with x/y arrays, or an image folder (one sub-folder per class)")
     if resolution:
-        group.add_argument("--resolution", type=int, default=16,
-                           help="side length images are resized to, bilinearly (default 16: digits' 8x8 upsampled 2x)")
+        group.add_argument("--resolution", type=int, default=8,
+                           help="side length images are resized to, bilinearly (default 8: digits' own size; "
+                                "search time grows ~2x per doubling)")
     group.add_argument("--data-seed", type=int, default=0, help="seed of the train/val/test split (70/15/15)")
     group.add_argument("--limit", type=int, default=None, help="use only this many examples (quick trials)")
 
 
 def _add_train_args(group: Any, default_epochs: int) -> None:
+    from .retrain import TrainConfig
+
+    d = TrainConfig()
     group.add_argument("--train-epochs", type=int, default=default_epochs,
                        help=f"epochs of training from scratch (default {default_epochs})")
-    group.add_argument("--train-lr", type=float, default=0.02, help="peak SGD learning rate, cosine-annealed (default 0.02)")
-    group.add_argument("--train-batch-size", type=int, default=64, help="batch size (default 64)")
-    group.add_argument("--train-weight-decay", type=float, default=5e-4, help="weight decay (default 5e-4)")
+    group.add_argument("--train-lr", type=float, default=d.lr, help=f"peak SGD learning rate, cosine-annealed (default {d.lr:g})")
+    group.add_argument("--train-batch-size", type=int, default=d.batch_size, help=f"batch size (default {d.batch_size})")
+    group.add_argument("--train-weight-decay", type=float, default=d.weight_decay,
+                       help=f"weight decay (default {d.weight_decay:g})")
+    group.add_argument("--train-threads", type=int, default=1,
+                       help="torch threads while training (default 1: fastest for these small models, and robust on a "
+                            "shared machine; 0: torch's default)")
 
 
 def configure_search(parser: argparse.ArgumentParser) -> None:
+    from .dnas import SearchConfig
+    from .retrain import TrainConfig
+
+    d = SearchConfig()
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _SEARCH_EPILOG
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR (its config is used)")
@@ -56,19 +68,28 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
     space.add_argument("--threads", type=int, default=1, help="threads of the latency measurements (default 1)")
     space.add_argument("--calibrate", type=int, default=6,
                        help="whole models measured once per cached table to fit its linear correction "
-                            "measured ~ a * table_sum + b (default 6; 0: none)")
+                            "measured ~ a * table_sum + b, which then scales every latency of the search: objective, "
+                            "--target-us, predictions (default 6; 0: none, plain table sums)")
     space.add_argument("--cache-dir", help="latency-table cache folder (default $HWNAS_CACHE_DIR or ~/.cache/hwnas)")
     search = parser.add_argument_group("search (FBNet)")
-    search.add_argument("--epochs", type=int, default=4, help="search epochs, warm-up included (default 4)")
-    search.add_argument("--warmup-epochs", type=int, default=1, help="leading epochs training weights only (default 1)")
-    search.add_argument("--batch-size", type=int, default=64, help="batch size of the search (default 64)")
-    search.add_argument("--arch-lr", type=float, default=0.1, help="Adam learning rate of the architecture (default 0.1)")
-    search.add_argument("--weight-lr", type=float, default=0.02, help="SGD learning rate of the supernet weights (default 0.02)")
-    search.add_argument("--temperature", type=float, default=5.0, help="initial Gumbel temperature (default 5)")
-    search.add_argument("--temperature-decay", type=float, default=0.7, help="temperature factor per epoch (default 0.7)")
-    search.add_argument("--weight-mode", default="gumbel_hard", choices=("gumbel_hard", "gumbel"),
-                        help="supernet mode of weight steps: one sampled path (gumbel_hard, default, fast) or FBNet's soft mixture")
-    search.add_argument("--samples", type=int, default=8, help="architectures sampled from the final distribution (default 8)")
+    search.add_argument("--epochs", type=int, default=d.epochs, help=f"search epochs, warm-up included (default {d.epochs})")
+    search.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs,
+                        help=f"leading epochs training weights only (default {d.warmup_epochs})")
+    search.add_argument("--batch-size", type=int, default=d.batch_size, help=f"batch size of the search (default {d.batch_size})")
+    search.add_argument("--arch-lr", type=float, default=d.arch_lr,
+                        help=f"Adam learning rate of the architecture (default {d.arch_lr:g})")
+    search.add_argument("--weight-lr", type=float, default=d.weight_lr,
+                        help=f"SGD learning rate of the supernet weights, cosine-annealed (default {d.weight_lr:g})")
+    search.add_argument("--temperature", type=float, default=d.initial_temperature,
+                        help=f"initial Gumbel temperature (default {d.initial_temperature:g})")
+    search.add_argument("--temperature-decay", type=float, default=d.temperature_decay,
+                        help=f"temperature factor per epoch (default {d.temperature_decay:g})")
+    search.add_argument("--weight-mode", default=d.weight_mode, choices=("gumbel", "gumbel_hard"),
+                        help="supernet mode of weight steps: FBNet's soft mixture of all candidates (gumbel, default) or "
+                             "one sampled path per step (gumbel_hard: ~10x cheaper per step but needs far more steps "
+                             "to learn)")
+    search.add_argument("--samples", type=int, default=d.num_samples,
+                        help=f"architectures sampled from the final distribution (default {d.num_samples})")
     objective = parser.add_argument_group("objective (latency LAT in microseconds)")
     objective.add_argument("--objective", default="fbnet", choices=("fbnet", "additive", "proxyless", "hard_target"),
                            help="fbnet: CE*alpha*log(LAT)^beta; additive: CE+lambda*LAT; proxyless: CE*(LAT/target)^beta; "
@@ -80,7 +101,7 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
     objective.add_argument("--target-us", type=float, default=None, help="latency target of proxyless/hard_target, in us")
     train = parser.add_argument_group("retraining of the chosen architecture")
     train.add_argument("--no-retrain", action="store_true", help="stop after the search")
-    _add_train_args(train, 6)
+    _add_train_args(train, TrainConfig().epochs)
     train.add_argument("--baseline", action="store_true",
                        help="also train a MobileNetV2-style model scaled to the searched model's measured latency")
 
@@ -117,7 +138,7 @@ def run_search(args: argparse.Namespace) -> int:
         config = PipelineConfig(
             data=args.data, resolution=args.resolution, data_seed=args.data_seed, limit=args.limit, space=args.space,
             width=args.width, choices=[c.strip() for c in args.choices.split(",")] if args.choices else None,
-            target=args.target, threads=args.threads, search=search.to_dict(),
+            target=args.target, threads=args.threads, train_threads=args.train_threads or None, search=search.to_dict(),
             retrain=None if retrain is None else retrain.to_dict(), baseline=args.baseline, calibrate=args.calibrate,
             cache_dir=args.cache_dir,
         )
@@ -163,6 +184,10 @@ def run_train(args: argparse.Namespace) -> int:
         raise ValueError("give an architecture JSON file or search run folder, or --resume RUN_DIR")
     config = TrainConfig(epochs=args.train_epochs, batch_size=args.train_batch_size, lr=args.train_lr,
                          weight_decay=args.train_weight_decay, seed=args.seed)
+    if args.train_threads:
+        import torch
+
+        torch.set_num_threads(args.train_threads)
     summary = train_pipeline(args.arch or "", args.data, args.out, args.runs_dir, config, args.target, args.threads,
                              args.data_seed, args.limit, args.space_file, args.resume, progress=not args.quiet)
     _print_summary(summary)

@@ -44,7 +44,9 @@ class PipelineConfig:
 
     Attributes:
         data: ``"digits"`` or a path (see :func:`hwnas.data.load_dataset`).
-        resolution: Input side length; images are resized to it (digits' 8x8 bilinearly).
+        resolution: Input side length; images are resized to it bilinearly. The default 8
+            is digits' own size: upsampling adds no information, and every doubling
+            costs ~2x in search time (the soft supernet runs all candidates).
         data_seed: Seed of the train/val/test split.
         limit: Use only this many examples (quick runs).
         space: Registered space name, or the path of a space JSON file.
@@ -52,7 +54,11 @@ class PipelineConfig:
         choices: Candidate blocks of every layer (``None``: the space's own).
         target: Latency target name (``eager``, ``onnxruntime``, ``torchscript``).
         threads: Intra-op threads of the target's measurements.
-        train_threads: torch threads while training (``None``: leave torch's default).
+        train_threads: torch threads while training (``None``: leave torch's default). The
+            default 1 is deliberate: these tensors are small, and on a loaded machine
+            torch's default (one thread per core) spins in OpenMP barriers while another
+            process holds a core: a supernet step measured 30x slower with 2 threads
+            than with 1 on the project's shared 2-core machine.
         search: :class:`SearchConfig` as a dict.
         retrain: :class:`TrainConfig` as a dict, or ``None`` to skip retraining.
         baseline: Also train a MobileNetV2-style baseline scaled to the searched model's latency.
@@ -61,7 +67,7 @@ class PipelineConfig:
     """
 
     data: str = "digits"
-    resolution: int = 16
+    resolution: int = 8
     data_seed: int = 0
     limit: Optional[int] = None
     space: str = "fbnet_small"
@@ -69,9 +75,9 @@ class PipelineConfig:
     choices: Optional[list[str]] = None
     target: str = "eager"
     threads: int = 1
-    train_threads: Optional[int] = None
+    train_threads: Optional[int] = 1
     search: dict = field(default_factory=lambda: SearchConfig().to_dict())
-    retrain: Optional[dict] = field(default_factory=lambda: TrainConfig(epochs=6).to_dict())
+    retrain: Optional[dict] = field(default_factory=lambda: TrainConfig().to_dict())
     baseline: bool = False
     calibrate: int = 6
     cache_dir: Optional[str] = None
@@ -154,15 +160,26 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
     if resume is None:
         run.write_config({"command": "search", "pipeline": config.to_dict(), "data": splits.info,
                           "space": space.to_dict(), "hwnas_version": _version()})
-    log(f"data: {splits.info['source']} {splits.info['original_size'][0]}x{splits.info['original_size'][1]} resized "
-        f"to {config.resolution}x{config.resolution} ({splits.info['resize']}); train/val/test "
-        f"{len(splits.train)}/{len(splits.val)}/{len(splits.test)}")
+    size = f"{splits.info['original_size'][0]}x{splits.info['original_size'][1]}"
+    shape = (f"at its own {size}" if splits.info["resize"] == "none" else
+             f"{size} resized to {config.resolution}x{config.resolution} ({splits.info['resize']})")
+    log(f"data: {splits.info['source']} {shape}; train/val/test {len(splits.train)}/{len(splits.val)}/{len(splits.test)}")
+    log(f"run folder: {run.path}")
     log(f"space: {space!r}")
 
     target = get_target(config.target, threads=config.threads)
     table_started = time.perf_counter()
-    table = cached_table(space, target, config.cache_dir, progress=progress, calibrate=config.calibrate, seed=config.data_seed)
-    table.save(run.file("latency_table.json"))
+    own_table = run.file("latency_table.json")
+    if resume is not None and os.path.isfile(own_table):
+        # The table the run started with, not the cache's current one (which a later
+        # calibration or rebuild may have changed): a resumed search must see the same costs.
+        from hwnas.latency.table import LatencyTable
+
+        table = LatencyTable.load(own_table)
+    else:
+        table = cached_table(space, target, config.cache_dir, progress=progress, calibrate=config.calibrate,
+                             seed=config.data_seed)
+        table.save(own_table)
     table_seconds = time.perf_counter() - table_started
 
     search = FBNetSearch(space, table, splits, search_config, run=run, progress=progress, log=log)
@@ -181,6 +198,7 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
         "format": SUMMARY_FORMAT, "version": 1, "run": run.path, "architecture": arch.to_string(),
         "target": config.target, "objective": search_config.objective,
         "supernet_val_accuracy": chosen["val_accuracy"], "predicted_latency_us": chosen["predicted_latency_us"],
+        "predicted_latency_raw_us": table.predict(arch, correction="none"), "latency_correction": table.correction or None,
         "table_seconds": table_seconds, "search_seconds": result.search_seconds,
     }
     points = [{"latency": c["predicted_latency_us"], "accuracy": c["val_accuracy"], "kind": c["kind"],

@@ -43,7 +43,7 @@ class TrainConfig:
 
     epochs: int = 8
     batch_size: int = 64
-    lr: float = 0.02
+    lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 5e-4
     label_smoothing: float = 0.0

@@ -18,7 +18,7 @@ import os
 from dataclasses import replace
 from typing import Any, Optional
 
-__all__ = ["default_cache_dir", "table_cache_path", "cached_table", "quick_timing"]
+__all__ = ["default_cache_dir", "table_cache_path", "cached_table", "quick_timing", "calibration_timing"]
 
 
 def quick_timing():
@@ -28,6 +28,17 @@ def quick_timing():
     # A short budget per entry: ~0.3 s each keeps a ~100-entry table under a minute;
     # 5% CI of the median is ample next to the run-to-run noise of a shared machine.
     return replace(DEFAULT_TABLE_TIMING, warmup_iters=5, warmup_s=0.02, min_samples=9, target_rel_ci=0.05, budget_s=0.3)
+
+
+def calibration_timing(table: Any = None):
+    """Whole-model timing of the calibration models (shorter than the validation default),
+    on the clock ``table``'s entries were timed with."""
+    from hwnas.latency.validation import DEFAULT_MODEL_TIMING
+
+    clock = (table.notes.get("timing", {}).get("clock", "steady") if table is not None else DEFAULT_MODEL_TIMING.clock)
+    # 1 s per model instead of 3: the fit uses several models, so the median of each
+    # needs less precision than a single reported measurement.
+    return replace(DEFAULT_MODEL_TIMING, budget_s=1.0, target_rel_ci=0.02, clock=clock)
 
 
 def default_cache_dir() -> str:
@@ -73,6 +84,6 @@ def cached_table(space: Any, target: Any, cache_dir: Optional[str] = None, confi
         from hwnas.latency.validation import validate_table
 
         validate_table(table, space, target, num_archs=2, num_calibration=max(2, calibrate), seed=seed,
-                       progress=progress, store_correction=True)
+                       config=calibration_timing(table), progress=progress, store_correction=True)
         table.save(path)
     return table
