@@ -6,6 +6,7 @@
 #include "weighted_sum_tiles.h"
 
 #include <algorithm>
+#include <type_traits>
 
 #include "../weighted_sum_math.h"
 
@@ -26,68 +27,96 @@ namespace ops {
 namespace cpu {
 namespace {
 
-// Branches are added four at a time so that the accumulator is loaded and stored
-// once per four branches instead of once per branch.
-template <typename scalar_t, typename acc_t>
-HWNAS_ALWAYS_INLINE void mix_tile_impl(const scalar_t* const* x, const acc_t* w, int64_t count, int64_t offset,
-                                       int64_t len, scalar_t* out) {
-  acc_t acc[kTile];
-  int64_t k = 0;
-  // First group: initialise the accumulator.
-  {
-    const int64_t group = std::min<int64_t>(count, 4);
-    const scalar_t* x0 = x[0] + offset;
-    const acc_t w0 = w[0];
-    if (group == 4) {
-      const scalar_t *x1 = x[1] + offset, *x2 = x[2] + offset, *x3 = x[3] + offset;
-      const acc_t w1 = w[1], w2 = w[2], w3 = w[3];
-#pragma omp simd
-      for (int64_t j = 0; j < len; ++j)
-        acc[j] = mix_accumulate(mix_accumulate(mix_accumulate(mix_accumulate(acc_t(0), w0, x0[j]), w1, x1[j]), w2, x2[j]), w3, x3[j]);
-    } else {
-#pragma omp simd
-      for (int64_t j = 0; j < len; ++j) acc[j] = mix_accumulate(acc_t(0), w0, x0[j]);
-      for (int64_t i = 1; i < group; ++i) {
-        const scalar_t* xi = x[i] + offset;
-        const acc_t wi = w[i];
-#pragma omp simd
-        for (int64_t j = 0; j < len; ++j) acc[j] = mix_accumulate(acc[j], wi, xi[j]);
-      }
-    }
-    k = group;
-  }
-  for (; k + 4 <= count; k += 4) {
-    const scalar_t *x0 = x[k] + offset, *x1 = x[k + 1] + offset, *x2 = x[k + 2] + offset, *x3 = x[k + 3] + offset;
-    const acc_t w0 = w[k], w1 = w[k + 1], w2 = w[k + 2], w3 = w[k + 3];
-#pragma omp simd
-    for (int64_t j = 0; j < len; ++j)
-      acc[j] = mix_accumulate(mix_accumulate(mix_accumulate(mix_accumulate(acc[j], w0, x0[j]), w1, x1[j]), w2, x2[j]), w3, x3[j]);
-  }
-  for (; k < count; ++k) {
-    const scalar_t* xk = x[k] + offset;
-    const acc_t wk = w[k];
-#pragma omp simd
-    for (int64_t j = 0; j < len; ++j) acc[j] = mix_accumulate(acc[j], wk, xk[j]);
+// acc[j] (= 0 when init) + sum_{g < G} w[g] * x[g][offset + j] for j < len: G branches
+// in one pass, so the accumulator is loaded and stored once per G branches.
+template <int G, typename scalar_t, typename acc_t>
+HWNAS_ALWAYS_INLINE void accumulate_group(acc_t* acc, const scalar_t* const* x, const acc_t* w, int64_t offset,
+                                          int64_t len, bool init) {
+  const scalar_t* xs[G];
+  acc_t ws[G];
+  for (int g = 0; g < G; ++g) {
+    xs[g] = x[g] + offset;
+    ws[g] = w[g];
   }
 #pragma omp simd
-  for (int64_t j = 0; j < len; ++j) out[j] = static_cast<scalar_t>(acc[j]);
+  for (int64_t j = 0; j < len; ++j) {
+    acc_t a = init ? acc_t(0) : acc[j];
+    for (int g = 0; g < G; ++g) a = mix_accumulate(a, ws[g], xs[g][j]);
+    acc[j] = a;
+  }
 }
 
 template <typename scalar_t, typename acc_t>
+HWNAS_ALWAYS_INLINE void accumulate_some(acc_t* acc, const scalar_t* const* x, const acc_t* w, int64_t count,
+                                         int64_t offset, int64_t len, bool init) {
+  switch (count) {
+    case 1: accumulate_group<1>(acc, x, w, offset, len, init); break;
+    case 2: accumulate_group<2>(acc, x, w, offset, len, init); break;
+    case 3: accumulate_group<3>(acc, x, w, offset, len, init); break;
+    case 4: accumulate_group<4>(acc, x, w, offset, len, init); break;
+    default: accumulate_group<5>(acc, x, w, offset, len, init); break;
+  }
+}
+
+// The first pass takes up to five branches and later passes four (9 branches: two
+// passes). For float32 and float64 the output itself is the accumulator; 16-bit
+// types accumulate in a float32 tile on the stack and are rounded once at the end.
+template <typename scalar_t, typename acc_t>
+HWNAS_ALWAYS_INLINE void mix_tile_impl(const scalar_t* const* x, const acc_t* w, int64_t count, int64_t offset,
+                                       int64_t len, scalar_t* out) {
+  constexpr bool kAccumulateInOutput = std::is_same_v<scalar_t, acc_t>;
+  acc_t local[kAccumulateInOutput ? 1 : kTile];
+  acc_t* acc = nullptr;
+  if constexpr (kAccumulateInOutput) {
+    acc = out;
+  } else {
+    acc = local;
+  }
+  int64_t first = std::min<int64_t>(count, count % 4 == 1 && count > 4 ? 5 : 4);
+  accumulate_some(acc, x, w, first, offset, len, /*init=*/true);
+  for (int64_t k = first; k < count; k += 4) {
+    accumulate_some(acc, x + k, w + k, std::min<int64_t>(4, count - k), offset, len, /*init=*/false);
+  }
+  if constexpr (!kAccumulateInOutput) {
+#pragma omp simd
+    for (int64_t j = 0; j < len; ++j) out[j] = static_cast<scalar_t>(acc[j]);
+  }
+}
+
+// The output gradient of the tile is read once into acc_t (float32 and float64 use it
+// in place); each branch then gets its gradient and its dot product in one loop.
+template <typename scalar_t, typename acc_t>
 HWNAS_ALWAYS_INLINE void mix_backward_tile_impl(const scalar_t* g, const scalar_t* const* x, scalar_t* const* gx,
                                                 const acc_t* w, int64_t n, int64_t offset, int64_t len, acc_t* dots) {
-  acc_t gacc[kTile];
-  const scalar_t* gt = g + offset;
+  constexpr bool kReadInPlace = std::is_same_v<scalar_t, acc_t>;
+  acc_t local[kReadInPlace ? 1 : kTile];
+  const acc_t* gacc = nullptr;
+  if constexpr (kReadInPlace) {
+    gacc = g + offset;
+  } else {
+    const scalar_t* gt = g + offset;
 #pragma omp simd
-  for (int64_t j = 0; j < len; ++j) gacc[j] = static_cast<acc_t>(gt[j]);
+    for (int64_t j = 0; j < len; ++j) local[j] = static_cast<acc_t>(gt[j]);
+    gacc = local;
+  }
   for (int64_t i = 0; i < n; ++i) {
-    if (gx != nullptr) {
+    const acc_t wi = w[i];
+    if (gx != nullptr && x != nullptr) {
       scalar_t* d = gx[i] + offset;
-      const acc_t wi = w[i];
+      const scalar_t* xi = x[i] + offset;
+      acc_t dot = 0;
+#pragma omp simd reduction(+ : dot)
+      for (int64_t j = 0; j < len; ++j) {
+        const acc_t gj = gacc[j];
+        d[j] = static_cast<scalar_t>(branch_grad(wi, gj));
+        dot = weight_grad_accumulate(dot, gj, xi[j]);
+      }
+      dots[i] = dot;
+    } else if (gx != nullptr) {
+      scalar_t* d = gx[i] + offset;
 #pragma omp simd
       for (int64_t j = 0; j < len; ++j) d[j] = static_cast<scalar_t>(branch_grad(wi, gacc[j]));
-    }
-    if (x != nullptr) {
+    } else if (x != nullptr) {
       const scalar_t* xi = x[i] + offset;
       acc_t dot = 0;
 #pragma omp simd reduction(+ : dot)
