@@ -15,6 +15,8 @@ import os
 import tempfile
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
 __all__ = [
     "atomic_write_file",
     "atomic_write_text",
@@ -50,11 +52,15 @@ def atomic_write_text(path: str | os.PathLike, text: str, fsync: bool = True) ->
         raise
 
 
-def atomic_write_file(path: str | os.PathLike, writer: Callable[[str], None]) -> None:
+def atomic_write_file(path: str | os.PathLike, writer: Callable[[str], None], fsync: bool = True) -> None:
     """Calls ``writer(tmp_path)`` and moves the result to ``path`` atomically.
 
     For files produced by writers that want a path rather than a string (matplotlib's
     ``savefig``, ``torch.save``, ONNX export).
+
+    Args:
+        fsync: Flush the file to disk before the rename, so that a power cut after
+            ``os.replace`` cannot expose an empty file.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -63,6 +69,9 @@ def atomic_write_file(path: str | os.PathLike, writer: Callable[[str], None]) ->
     os.close(fd)
     try:
         writer(tmp)
+        if fsync:
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -71,11 +80,14 @@ def atomic_write_file(path: str | os.PathLike, writer: Callable[[str], None]) ->
 
 
 def _finite_only(value: Any) -> Any:
-    """Replaces non-finite floats (not valid JSON) by ``None``, recursively."""
+    """JSON-ready copy: non-finite floats (invalid JSON) become ``None``, numpy scalars
+    Python numbers, tuples lists and keys strings, recursively."""
+    if isinstance(value, (np.floating, np.integer)):
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Mapping):
-        return {k: _finite_only(v) for k, v in value.items()}
+        return {str(k): _finite_only(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_finite_only(v) for v in value]
     return value
@@ -113,7 +125,9 @@ def check_format(data: Any, expected_format: str, supported_versions: tuple[int,
         )
 
 
-def read_json(path: str | os.PathLike, expected_format: str, supported_versions: tuple[int, ...]) -> dict[str, Any]:
+def read_json(
+    path: str | os.PathLike, expected_format: str, supported_versions: tuple[int, ...] = (1,)
+) -> dict[str, Any]:
     """Reads a JSON file and checks its ``format`` and ``version``.
 
     Raises:
@@ -121,6 +135,8 @@ def read_json(path: str | os.PathLike, expected_format: str, supported_versions:
         ValueError: Not JSON, another format, or a version this hwnas does not read.
     """
     path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
     with open(path, "r", encoding="utf-8") as handle:
         try:
             data = json.load(handle)

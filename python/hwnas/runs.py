@@ -16,16 +16,15 @@ JSON files carry ``format`` and ``version``; :func:`read_json` refuses unknown o
 from __future__ import annotations
 
 import datetime
-import json
-import math
 import os
 import random
 import re
-import tempfile
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import torch
+
+from hwnas._io import atomic_write_file, read_json, write_json
 
 __all__ = [
     "RunDir",
@@ -46,85 +45,8 @@ FORMAT_VERSION = 1
 
 # --------------------------------------------------------------------------- atomic files
 
-
-def atomic_write_file(path: str | os.PathLike, writer: Callable[[str], None]) -> None:
-    """Calls ``writer(tmp_path)`` on a temporary file next to ``path``, then moves it there.
-
-    Args:
-        path: Destination file.
-        writer: Writes the whole content to the path it is given.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=folder)
-    os.close(fd)
-    try:
-        writer(tmp_path)
-        # fsync so that a power cut after os.replace cannot expose an empty file.
-        with open(tmp_path, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.unlink(tmp_path)
-        raise
-
-
-def _json_clean(value: Any) -> Any:
-    """Non-finite floats (invalid JSON) become ``None``; tuples become lists; recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _json_clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_clean(v) for v in value]
-    if isinstance(value, (np.floating, np.integer)):
-        return _json_clean(value.item())
-    return value
-
-
-def atomic_write_json(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
-    """Writes ``data`` as JSON atomically; it must carry ``format`` and ``version``.
-
-    Raises:
-        ValueError: ``data`` lacks ``format`` or ``version``.
-    """
-    if "format" not in data or "version" not in data:
-        raise ValueError(f"refusing to write {os.fspath(path)}: every hwnas JSON file carries 'format' and 'version'")
-    text = json.dumps(_json_clean(data), indent=1, allow_nan=False) + "\n"
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-
-    atomic_write_file(path, write)
-
-
-def read_json(path: str | os.PathLike, expected_format: str, supported_versions: tuple[int, ...] = (1,)) -> dict[str, Any]:
-    """Reads a JSON file and checks its ``format`` and ``version``.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: Not JSON, another format, or an unsupported version.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    with open(path, "r", encoding="utf-8") as handle:
-        try:
-            data = json.load(handle)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict) or data.get("format") != expected_format:
-        found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f"{path}: format is {found!r}, expected {expected_format!r}")
-    if data.get("version") not in supported_versions:
-        raise ValueError(
-            f"{path}: {expected_format} version {data.get('version')!r} is not supported by this hwnas "
-            f"(supported: {list(supported_versions)}); upgrade hwnas"
-        )
-    return data
+# Run folders use the package's one implementation of atomic, versioned files.
+atomic_write_json = write_json
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:

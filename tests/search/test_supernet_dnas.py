@@ -13,7 +13,8 @@ def test_expected_latency_is_the_mask_weighted_table_sum(space, table):
     net(torch.randn(4, 1, 8, 8))
     costs = torch.tensor([TINY_COSTS[c] for c in TINY_CHOICES])
     manual = TINY_COSTS["stem"] + TINY_COSTS["head"] + sum(float(layer.last_weights.detach() @ costs) for layer in net.layers)
-    assert float(net.expected_latency()) == pytest.approx(manual, rel=1e-6)
+    # The supernet sums in float32, the reference in float64: allow float32 rounding.
+    assert float(net.expected_latency()) == pytest.approx(manual, rel=1e-5)
     net.expected_latency().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.arch_parameters())
 

@@ -205,7 +205,7 @@ def export_model(model: nn.Module, folder: str, input_shape: tuple[int, int, int
     """
     import copy
 
-    from hwnas.runs import atomic_write_file
+    from hwnas._io import atomic_write_file
 
     model = copy.deepcopy(model).eval()
     example = torch.randn(1, *input_shape)
