@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "../channel_mask_backward_plan.h"
 #include "../channel_mask_checks.h"
 #include "../channel_mask_math.h"
 #include "../common/channel_layout.h"
@@ -238,38 +239,16 @@ std::tuple<at::Tensor, at::Tensor> channel_mask_backward_cpu(
     at::IntArrayRef widths,
     bool x_needs_grad,
     bool gates_needs_grad) {
-  constexpr const char* where = "hwnas::channel_mask_backward";
-  TORCH_CHECK(grad_in.device().is_cpu(), where, ": the CPU kernel got grad on ", grad_in.device());
-  TORCH_CHECK(
-      is_supported_float(grad_in.scalar_type()),
-      where, ": grad must be float32, float64, bfloat16 or float16, got ", grad_in.scalar_type());
-  check_channel_gates(where, gates, widths, grad_in.sizes(), grad_in.scalar_type(), grad_in.device());
-  if (gates_needs_grad) {
-    TORCH_CHECK(
-        x_in.sizes() == grad_in.sizes() && x_in.scalar_type() == grad_in.scalar_type() &&
-            x_in.device() == grad_in.device(),
-        where, ": the gate gradient needs x shaped like grad (", grad_in.sizes(), ", ",
-        grad_in.scalar_type(), ", ", grad_in.device(), "), got x of shape ", x_in.sizes(),
-        ", ", x_in.scalar_type(), ", ", x_in.device());
-  }
-
-  at::Tensor grad_x = x_needs_grad ? at::empty_like(grad_in) : at::empty({0}, grad_in.options());
-  at::Tensor grad_gates = gates_needs_grad
-      ? at::zeros_like(gates, at::MemoryFormat::Contiguous)
-      : at::empty({0}, gates.options());
-  if (grad_in.numel() == 0 || (!x_needs_grad && !gates_needs_grad)) return {grad_x, grad_gates};
-
-  // Everything is walked in one layout: grad_x's when it is walkable, else contiguous.
-  at::Tensor reference = x_needs_grad ? grad_x : grad_in;
-  ChannelLayout layout = classify(reference);
-  if (layout == ChannelLayout::kOther) {
-    reference = at::empty_like(grad_in, at::MemoryFormat::Contiguous);
-    layout = ChannelLayout::kChannelsOuter;
-  }
-  const at::Tensor grad = like_layout(grad_in, reference);
-  const at::Tensor x = gates_needs_grad ? like_layout(x_in, reference) : at::Tensor();
-  at::Tensor work_grad_x;
-  if (x_needs_grad) work_grad_x = reference.is_same(grad_x) ? grad_x : at::empty_like(reference);
+  TORCH_CHECK(grad_in.device().is_cpu(), "hwnas::channel_mask_backward: the CPU kernel got grad on ",
+              grad_in.device());
+  ChannelMaskBackwardPlan plan =
+      plan_channel_mask_backward(grad_in, x_in, gates, widths, x_needs_grad, gates_needs_grad);
+  if (plan.nothing_to_do) return {plan.grad_x, plan.grad_gates};
+  const at::Tensor& grad = plan.grad;
+  const at::Tensor& x = plan.x;
+  at::Tensor& work_grad_x = plan.work_grad_x;
+  const ChannelLayout layout = plan.layout;
+  at::Tensor& grad_gates = plan.grad_gates;
   const Extent extent(grad);
 
   std::vector<double> channel_dots;
@@ -283,7 +262,7 @@ std::tuple<at::Tensor, at::Tensor> channel_mask_backward_cpu(
             x_needs_grad ? work_grad_x.mutable_data_ptr<scalar_t>() : nullptr, scales,
             gates.dim() == 2, extent, layout, channel_dots);
       });
-  if (x_needs_grad && !work_grad_x.is_same(grad_x)) grad_x.copy_(work_grad_x);
+  finish_channel_mask_backward(plan);
 
   if (gates_needs_grad) {
     const int64_t B = extent.batch, C = extent.channels, k = gates.size(-1);
@@ -301,7 +280,7 @@ std::tuple<at::Tensor, at::Tensor> channel_mask_backward_cpu(
     }
     grad_gates.copy_(at::from_blob(grads.data(), grad_gates.sizes(), at::TensorOptions().dtype(at::kDouble)));
   }
-  return {grad_x, grad_gates};
+  return {plan.grad_x, plan.grad_gates};
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "../channel_mask_backward_plan.h"
 #include "../channel_mask_checks.h"
 #include "../channel_mask_math.h"
 #include "../common/channel_layout.h"
@@ -141,32 +142,15 @@ at::Tensor channel_mask_cuda(const at::Tensor& x_in, const at::Tensor& gates, at
 std::tuple<at::Tensor, at::Tensor> channel_mask_backward_cuda(const at::Tensor& grad_in, const at::Tensor& x_in,
                                                               const at::Tensor& gates, at::IntArrayRef widths,
                                                               bool x_needs_grad, bool gates_needs_grad) {
-  constexpr const char* where = "hwnas::channel_mask_backward";
-  TORCH_CHECK(is_supported_float(grad_in.scalar_type()), where,
-              ": grad must be float32, float64, bfloat16 or float16, got ", grad_in.scalar_type());
-  check_channel_gates(where, gates, widths, grad_in.sizes(), grad_in.scalar_type(), grad_in.device());
-  if (gates_needs_grad) {
-    TORCH_CHECK(x_in.sizes() == grad_in.sizes() && x_in.scalar_type() == grad_in.scalar_type() &&
-                    x_in.device() == grad_in.device(),
-                where, ": the gate gradient needs x shaped like grad (", grad_in.sizes(), "), got x of shape ",
-                x_in.sizes());
-  }
   const c10::cuda::CUDAGuard guard(grad_in.device());
-  at::Tensor grad_x = x_needs_grad ? at::empty_like(grad_in) : at::empty({0}, grad_in.options());
-  at::Tensor grad_gates =
-      gates_needs_grad ? at::zeros_like(gates, at::MemoryFormat::Contiguous) : at::empty({0}, gates.options());
-  if (grad_in.numel() == 0 || (!x_needs_grad && !gates_needs_grad)) return {grad_x, grad_gates};
-
-  at::Tensor reference = x_needs_grad ? grad_x : grad_in;
-  ChannelLayout layout = classify_channel_layout(reference);
-  if (layout == ChannelLayout::kOther) {
-    reference = at::empty_like(grad_in, at::MemoryFormat::Contiguous);
-    layout = ChannelLayout::kChannelsOuter;
-  }
-  const at::Tensor grad = like_layout(grad_in, reference);
-  const at::Tensor x = gates_needs_grad ? like_layout(x_in, reference) : at::Tensor();
-  at::Tensor work_grad_x;
-  if (x_needs_grad) work_grad_x = reference.is_same(grad_x) ? grad_x : at::empty_like(reference);
+  ChannelMaskBackwardPlan plan =
+      plan_channel_mask_backward(grad_in, x_in, gates, widths, x_needs_grad, gates_needs_grad);
+  if (plan.nothing_to_do) return {plan.grad_x, plan.grad_gates};
+  const at::Tensor& grad = plan.grad;
+  const at::Tensor& x = plan.x;
+  at::Tensor& work_grad_x = plan.work_grad_x;
+  const ChannelLayout layout = plan.layout;
+  at::Tensor& grad_gates = plan.grad_gates;
   const int64_t B = grad.size(0), C = grad.size(1), S = grad.numel() / (B * C);
   const int64_t k = gates.size(-1);
   const bool per_sample = gates.dim() == 2;
@@ -195,8 +179,8 @@ std::tuple<at::Tensor, at::Tensor> channel_mask_backward_cuda(const at::Tensor& 
       grad_gates.copy_(grads.reshape(grad_gates.sizes()));
     }
   });
-  if (x_needs_grad && !work_grad_x.is_same(grad_x)) grad_x.copy_(work_grad_x);
-  return {grad_x, grad_gates};
+  finish_channel_mask_backward(plan);
+  return {plan.grad_x, plan.grad_gates};
 }
 
 }  // namespace
