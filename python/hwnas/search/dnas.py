@@ -43,7 +43,7 @@ import contextlib
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
 
 import torch
@@ -53,6 +53,7 @@ from hwnas.data import DataSplits, ImageDataset, iterate_batches
 from hwnas.runs import RunDir, atomic_write_json, capture_rng_state, read_json, restore_rng_state
 from hwnas.spaces import Architecture, SearchSpace
 
+from ._config import DictConfig
 from .objectives import Objective, make_objective
 from .retrain import evaluate, seed_everything
 from .supernet import Supernet
@@ -65,7 +66,7 @@ FORMAT_VERSION = 1
 
 
 @dataclass
-class SearchConfig:
+class SearchConfig(DictConfig):
     """Hyper-parameters of an FBNet search (defaults sized for a few minutes on 2 cores).
 
     Attributes:
@@ -85,6 +86,8 @@ class SearchConfig:
             evaluated architecture (0: use the supernet's running statistics as they are).
         seed: Seed of everything (weights, split, batch order, Gumbel noise, samples).
     """
+
+    config_name = "search config"
 
     epochs: int = 5
     warmup_epochs: int = 1
@@ -128,15 +131,6 @@ class SearchConfig:
         """Gumbel temperature of (0-based) ``epoch``."""
         return self.initial_temperature * self.temperature_decay ** epoch
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SearchConfig":
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown search config key(s) {unknown}")
-        return cls(**data)
 
 
 @dataclass

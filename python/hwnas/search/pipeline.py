@@ -30,6 +30,7 @@ import torch
 from hwnas.data import DataSplits, load_dataset, prepare_splits
 from hwnas.runs import RunDir, atomic_write_json, read_json
 
+from ._config import DictConfig
 from .dnas import FBNetSearch, SearchConfig
 from .retrain import TrainConfig, export_model, measure_model_latency, seed_everything, train_model
 
@@ -39,7 +40,7 @@ SUMMARY_FORMAT = "hwnas.run_summary"
 
 
 @dataclass
-class PipelineConfig:
+class PipelineConfig(DictConfig):
     """Everything a ``hwnas search`` run needs (stored as the run's ``config.json``).
 
     Attributes:
@@ -66,6 +67,8 @@ class PipelineConfig:
         cache_dir: Latency-table cache folder (``None``: :func:`hwnas.search.tables.default_cache_dir`).
     """
 
+    config_name = "run config"
+
     data: str = "digits"
     resolution: int = 8
     data_seed: int = 0
@@ -82,17 +85,6 @@ class PipelineConfig:
     calibrate: int = 6
     cache_dir: Optional[str] = None
 
-    def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PipelineConfig":
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown run config key(s) {unknown}")
-        return cls(**data)
 
 
 def load_splits(config: PipelineConfig) -> DataSplits:
@@ -207,7 +199,7 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
     points[0] = {**points[0], "kind": "chosen", "label": "chosen (supernet)"}
 
     if config.retrain is not None:
-        train_config = TrainConfig(**config.retrain)
+        train_config = TrainConfig.from_dict(config.retrain)
         trained = train_architecture(space, arch, splits, train_config, run, target, stage="retrain",
                                      export_folder=os.path.join(run.path, "model"), progress=progress, log=log)
         summary.update({"test_accuracy": trained["test_accuracy"], "val_accuracy": trained["val_accuracy"],
@@ -270,7 +262,7 @@ def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: st
         options = stored["options"]
         arch_source, data, data_seed, limit = options["arch"], options["data"], options["data_seed"], options["limit"]
         target_name, threads, space_file = options["target"], options["threads"], options["space_file"]
-        train_config = TrainConfig(**options["train"])
+        train_config = TrainConfig.from_dict(options["train"])
     else:
         run = RunDir(out) if out else RunDir.create(runs_dir, "train")
     path = os.path.join(arch_source, "architecture.json") if os.path.isdir(arch_source) else arch_source

@@ -13,7 +13,7 @@ import math
 import os
 import random
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
@@ -24,11 +24,13 @@ from torch import nn
 from hwnas.data import DataSplits, ImageDataset, iterate_batches
 from hwnas.runs import RunDir, capture_rng_state, restore_rng_state
 
+from ._config import DictConfig
+
 __all__ = ["TrainConfig", "train_model", "evaluate", "measure_model_latency", "export_model", "seed_everything"]
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DictConfig):
     """The standard retraining recipe.
 
     Attributes:
@@ -40,6 +42,8 @@ class TrainConfig:
         label_smoothing: Cross-entropy label smoothing.
         seed: Seed of the weight initialisation and of the batch order.
     """
+
+    config_name = "train config"
 
     epochs: int = 8
     batch_size: int = 64
@@ -57,8 +61,6 @@ class TrainConfig:
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be positive, got {self.lr}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def seed_everything(seed: int) -> None:
