@@ -109,7 +109,6 @@ def part_a(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
         measured = [r["measured_latency_us"] for r in runs]
         errors = [abs(r["latency_error"]) for r in runs]
         accs = [r["test_accuracy"] for r in runs]
-        mean_latency = statistics.fmean(measured)
         picked = scale_baseline_to_latency("fbnet_small", dict(resolution=resolution, in_channels=splits.in_channels,
                                                                num_classes=splits.num_classes), target, min(measured))
         base_accs, base_lats = [], []

@@ -2,7 +2,7 @@
 
 import torch
 
-from hwnas.data import ImageDataset, prepare_splits
+from hwnas.data import ImageDataset
 from hwnas.latency.table import LatencyTable, TableEntry
 from hwnas.spaces import SearchSpace
 

@@ -4,7 +4,7 @@ import random
 import pytest
 import torch
 
-from hwnas.spaces import Architecture, SearchSpace, build_model, get_space, list_spaces, load_space
+from hwnas.spaces import Architecture, build_model, get_space, list_spaces, load_space
 from hwnas.spaces.blocks import FBNET_BLOCKS, HURRICANE_BLOCKS, SPOS_BLOCKS
 
 

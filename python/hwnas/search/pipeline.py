@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from hwnas.data import DataSplits, load_dataset, prepare_splits
-from hwnas.runs import RunDir, atomic_write_json, read_json
+from hwnas.runs import RunDir, atomic_write_json
 
 from ._config import DictConfig
 from .dnas import FBNetSearch, SearchConfig

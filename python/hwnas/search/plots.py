@@ -9,8 +9,7 @@
 from __future__ import annotations
 
 import math
-import os
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 from hwnas.runs import atomic_write_file
 

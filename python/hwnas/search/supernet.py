@@ -10,7 +10,7 @@ Each mixed layer gets its candidates' latencies from a
 from __future__ import annotations
 
 import random
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Optional
 
 import torch
 from torch import Tensor, nn
