@@ -7,7 +7,10 @@ Contenders for out = sum_i w_i * x_i over N = 9 candidate outputs:
 
 Printed per shape: median time, the ratio eager / contender (higher is better) and the
 effective bandwidth of the forward, (N + 1) tensors moved per call, next to the
-machine's measured copy bandwidth. Run: python benchmarks/bench_weighted_sum.py
+machine's measured copy bandwidth. 'read floor' is the time torch.sum takes to read
+the same N tensors once (stacked), timed in the same rounds: no implementation of the
+forward can be faster than reading its inputs, so fused / floor near 1 means the
+kernel runs at the memory (or cache) bandwidth the machine gives it. Run: python benchmarks/bench_weighted_sum.py
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def run(shapes, rounds):
     print(f"copy bandwidth (read + write, 256 MiB copy_): {copy_gbs:.1f} GB/s\n")
     header = (
         f"{'shape':<18} {'pass':<9} {'eager ms':>9} {'einsum x':>9} {'fused ms':>9} "
-        f"{'fused x':>8} {'fused GB/s':>10} {'% copy':>7}"
+        f"{'fused x':>8} {'fused GB/s':>10} {'% copy':>7} {'floor ms':>9} {'fused/floor':>11}"
     )
     print(header)
     print("-" * len(header))
@@ -68,9 +71,12 @@ def run(shapes, rounds):
         with torch.no_grad():
             ref = eager_sum(xs, w)
             torch.testing.assert_close(hwnas.ops.weighted_sum(xs, w), ref)
+        stacked = torch.stack(xs)
         fwd = time_alternating(
-            {name: (lambda f=f: f(xs, w)) for name, f in CONTENDERS.items()}, rounds=rounds
+            {**{name: (lambda f=f: f(xs, w)) for name, f in CONTENDERS.items()}, "floor": stacked.sum},
+            rounds=rounds,
         )
+        del stacked
         xs_g = [x.clone().requires_grad_() for x in xs]
         w_g = w.clone().requires_grad_()
         grad = torch.randn(shape)
@@ -89,9 +95,15 @@ def run(shapes, rounds):
                 "fused_ms": t["fused"] * 1e3,
                 "fused_x": t["eager"] / t["fused"],
                 "fused_gbs": gbs if label == "forward" else None,
+                "floor_ms": fwd["floor"] * 1e3 if label == "forward" else None,
             }
             results.append(row)
-            bw = f"{gbs:10.1f} {100 * gbs / copy_gbs:6.0f}%" if label == "forward" else f"{'':>10} {'':>7}"
+            bw = (
+                f"{gbs:10.1f} {100 * gbs / copy_gbs:6.0f}% {row['floor_ms']:9.3f} "
+                f"{fwd['fused'] / fwd['floor']:10.2f}x"
+                if label == "forward"
+                else f"{'':>10} {'':>7}"
+            )
             print(
                 f"{str(list(shape)):<18} {label:<9} {row['eager_ms']:9.3f} {row['einsum_x']:8.2f}x "
                 f"{row['fused_ms']:9.3f} {row['fused_x']:7.2f}x {bw}"

@@ -7,6 +7,7 @@
 #include "channel_mask_checks.h"
 #include "common/channel_layout.h"
 #include "common/dense_layout.h"
+#include "cpu/buffer_pool.h"
 
 namespace hwnas {
 namespace ops {
@@ -37,7 +38,7 @@ inline ChannelMaskBackwardPlan plan_channel_mask_backward(const at::Tensor& grad
                 x_in.scalar_type(), ", ", x_in.device());
   }
   ChannelMaskBackwardPlan plan;
-  plan.grad_x = x_needs_grad ? at::empty_like(grad_in) : at::empty({0}, grad_in.options());
+  plan.grad_x = x_needs_grad ? cpu::empty_like_output(grad_in) : at::empty({0}, grad_in.options());
   plan.grad_gates =
       gates_needs_grad ? at::zeros_like(gates, at::MemoryFormat::Contiguous) : at::empty({0}, gates.options());
   if (grad_in.numel() == 0 || (!x_needs_grad && !gates_needs_grad)) {
@@ -53,7 +54,7 @@ inline ChannelMaskBackwardPlan plan_channel_mask_backward(const at::Tensor& grad
   }
   plan.grad = like_layout(grad_in, reference);
   if (gates_needs_grad) plan.x = like_layout(x_in, reference);
-  if (x_needs_grad) plan.work_grad_x = reference.is_same(plan.grad_x) ? plan.grad_x : at::empty_like(reference);
+  if (x_needs_grad) plan.work_grad_x = reference.is_same(plan.grad_x) ? plan.grad_x : cpu::empty_like_output(reference);
   return plan;
 }
 

@@ -179,3 +179,38 @@ def _channel_mask_backward_fake(grad, x, gates, widths, x_needs_grad, gates_need
 
 
 # Autograd of channel_mask is registered in C++ (csrc/ops/autograd/), as weighted_sum's.
+
+
+__all__ += ["cpu_pool_stats", "release_cpu_pool", "set_cpu_pool_limit"]
+
+
+def cpu_pool_stats() -> dict[str, int]:
+    """Statistics of the CPU buffer pool behind the tensors the fused ops return.
+
+    The CPU kernels take their outputs and gradients of 128 KiB or more from a cache
+    of freed blocks instead of the system allocator, which would give such blocks
+    back to the OS and fault them in again, page by page, on the next training step.
+    The cache keeps at most ``HWNAS_CPU_POOL_MB`` MiB (default 1024; 0 turns it off)
+    of unused blocks.
+
+    Returns:
+        ``cached_bytes`` (held while unused), ``limit_bytes`` (the cap), ``hits`` and
+        ``misses`` (requests served from the cache, and those that allocated).
+    """
+    return dict(_extension._C.cpu_pool_stats())
+
+
+def release_cpu_pool() -> None:
+    """Frees every unused block the CPU buffer pool holds (live tensors are untouched)."""
+    _extension._C.release_cpu_pool()
+
+
+def set_cpu_pool_limit(megabytes: float) -> None:
+    """Caps the unused memory the CPU buffer pool keeps, in MiB; 0 turns pooling off.
+
+    Also frees what the pool holds now. The starting cap comes from the environment
+    variable ``HWNAS_CPU_POOL_MB``.
+    """
+    if megabytes < 0:
+        raise ValueError(f"set_cpu_pool_limit: megabytes must be >= 0, got {megabytes}")
+    _extension._C.set_cpu_pool_limit(int(megabytes * (1 << 20)))

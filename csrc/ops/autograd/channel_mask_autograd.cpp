@@ -2,6 +2,7 @@
 // (in C++ for the same reason as weighted_sum's: no Python call per layer per step).
 // The backward is the fused hwnas::channel_mask_backward op.
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/grad_mode.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
@@ -62,6 +63,11 @@ class ChannelMaskFunction : public torch::autograd::Function<ChannelMaskFunction
 };
 
 at::Tensor channel_mask_autograd(const at::Tensor& x, const at::Tensor& gates, at::IntArrayRef widths) {
+  // No graph node (and none of Function::apply's bookkeeping) when nothing needs a gradient.
+  if (!at::GradMode::is_enabled() || (!x.requires_grad() && !gates.requires_grad())) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call_channel_mask(x, gates, widths);
+  }
   return ChannelMaskFunction::apply(x, gates, widths);
 }
 

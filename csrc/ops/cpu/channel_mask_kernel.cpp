@@ -25,6 +25,7 @@
 #include "../channel_mask_math.h"
 #include "../common/channel_layout.h"
 #include "../common/dense_layout.h"
+#include "buffer_pool.h"
 
 namespace hwnas {
 namespace ops {
@@ -113,7 +114,7 @@ at::Tensor channel_mask_cpu(const at::Tensor& x_in, const at::Tensor& gates, at:
   check_channel_mask_inputs(x_in, gates, widths);
   TORCH_CHECK(
       x_in.device().is_cpu(), "hwnas::channel_mask: the CPU kernel got x on ", x_in.device());
-  at::Tensor out = at::empty_like(x_in);
+  at::Tensor out = cpu::empty_like_output(x_in);
   if (out.numel() == 0) return out;
   ChannelLayout layout = classify(out);
   at::Tensor work = out;

@@ -16,6 +16,7 @@
 
 #include "../common/dense_layout.h"
 #include "../weighted_sum_checks.h"
+#include "buffer_pool.h"
 #include "weighted_sum_tiles.h"
 
 namespace hwnas {
@@ -111,7 +112,7 @@ at::Tensor weighted_sum_cpu(at::TensorList branches_in, const at::Tensor& weight
       "hwnas::weighted_sum: the CPU kernel got tensors on ", branches_in[0].device());
   const std::vector<at::Tensor> branches =
       with_shared_dense_layout(branches_in, /*need_batch_outermost=*/weights.dim() == 2);
-  at::Tensor out = at::empty_like(branches[0]);
+  at::Tensor out = cpu::pooled_empty_like(branches[0]);
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kBFloat16, at::kHalf, out.scalar_type(), "hwnas_weighted_sum_cpu",
@@ -195,11 +196,12 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> weighted_sum_backward_cpu(
 
   std::vector<at::Tensor> grad_branches;
   if (branches_need_grad) {
-    for (int64_t i = 0; i < n; ++i) grad_branches.push_back(at::empty_like(grad));
+    for (int64_t i = 0; i < n; ++i) grad_branches.push_back(cpu::pooled_empty_like(grad));
   }
-  at::Tensor grad_weights = weights_need_grad ? at::zeros_like(weights, at::MemoryFormat::Contiguous)
-                                              : at::empty({0}, weights.options());
-  if (grad.numel() == 0 || (!branches_need_grad && !weights_need_grad)) {
+  at::Tensor grad_weights = at::empty(weights_need_grad ? weights.sizes() : at::IntArrayRef{0}, weights.options());
+  if (!branches_need_grad && !weights_need_grad) return {grad_branches, grad_weights};
+  if (grad.numel() == 0) {
+    grad_weights.zero_();
     return {grad_branches, grad_weights};
   }
 
@@ -209,8 +211,13 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> weighted_sum_backward_cpu(
         weighted_sum_backward_impl<scalar_t>(grad, branches, weights, grad_branches, dots);
       });
   if (weights_need_grad) {
-    at::Tensor d = at::from_blob(dots.data(), grad_weights.sizes(), at::TensorOptions().dtype(at::kDouble));
-    grad_weights.copy_(d);
+    // Written directly: a from_blob + copy_ costs several microseconds, as much as
+    // the whole kernel at batch-1 shapes.
+    AT_DISPATCH_FLOATING_TYPES_AND2(
+        at::kBFloat16, at::kHalf, grad_weights.scalar_type(), "hwnas_weighted_sum_grad_weights", [&] {
+          scalar_t* gw = grad_weights.mutable_data_ptr<scalar_t>();
+          for (size_t k = 0; k < dots.size(); ++k) gw[k] = static_cast<scalar_t>(dots[k]);
+        });
   }
   return {grad_branches, grad_weights};
 }

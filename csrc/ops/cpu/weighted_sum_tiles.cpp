@@ -46,6 +46,11 @@ HWNAS_ALWAYS_INLINE void accumulate_group(acc_t* acc, const scalar_t* const* x, 
   }
 }
 
+// Most branches read in one pass over the accumulator. Ten input streams plus the
+// output still fit the hardware prefetchers, and a supernet layer rarely has more
+// candidates (FBNet: 9), so the usual case writes each output element exactly once.
+constexpr int kMaxGroup = 10;
+
 template <typename scalar_t, typename acc_t>
 HWNAS_ALWAYS_INLINE void accumulate_some(acc_t* acc, const scalar_t* const* x, const acc_t* w, int64_t count,
                                          int64_t offset, int64_t len, bool init) {
@@ -54,12 +59,16 @@ HWNAS_ALWAYS_INLINE void accumulate_some(acc_t* acc, const scalar_t* const* x, c
     case 2: accumulate_group<2>(acc, x, w, offset, len, init); break;
     case 3: accumulate_group<3>(acc, x, w, offset, len, init); break;
     case 4: accumulate_group<4>(acc, x, w, offset, len, init); break;
-    default: accumulate_group<5>(acc, x, w, offset, len, init); break;
+    case 5: accumulate_group<5>(acc, x, w, offset, len, init); break;
+    case 6: accumulate_group<6>(acc, x, w, offset, len, init); break;
+    case 7: accumulate_group<7>(acc, x, w, offset, len, init); break;
+    case 8: accumulate_group<8>(acc, x, w, offset, len, init); break;
+    case 9: accumulate_group<9>(acc, x, w, offset, len, init); break;
+    default: accumulate_group<kMaxGroup>(acc, x, w, offset, len, init); break;
   }
 }
 
-// The first pass takes up to five branches and later passes four (9 branches: two
-// passes). For float32 and float64 the output itself is the accumulator; 16-bit
+// For float32 and float64 the output itself is the accumulator; 16-bit
 // types accumulate in a float32 tile on the stack and are rounded once at the end.
 template <typename scalar_t, typename acc_t>
 HWNAS_ALWAYS_INLINE void mix_tile_impl(const scalar_t* const* x, const acc_t* w, int64_t count, int64_t offset,
@@ -72,10 +81,11 @@ HWNAS_ALWAYS_INLINE void mix_tile_impl(const scalar_t* const* x, const acc_t* w,
   } else {
     acc = local;
   }
-  int64_t first = std::min<int64_t>(count, count % 4 == 1 && count > 4 ? 5 : 4);
-  accumulate_some(acc, x, w, first, offset, len, /*init=*/true);
-  for (int64_t k = first; k < count; k += 4) {
-    accumulate_some(acc, x + k, w + k, std::min<int64_t>(4, count - k), offset, len, /*init=*/false);
+  // Split the branches into the fewest passes of at most kMaxGroup, evenly sized.
+  const int64_t passes = (count + kMaxGroup - 1) / kMaxGroup;
+  const int64_t group = (count + passes - 1) / passes;
+  for (int64_t k = 0; k < count; k += group) {
+    accumulate_some(acc, x + k, w + k, std::min<int64_t>(group, count - k), offset, len, /*init=*/k == 0);
   }
   if constexpr (!kAccumulateInOutput) {
 #pragma omp simd
