@@ -33,13 +33,16 @@ from hwnas.latency import (
     DEFAULT_MODEL_TIMING,
     DEFAULT_TABLE_TIMING,
     BlockCostPredictor,
+    DriftCorrectedTarget,
     LatencyTable,
     TimingConfig,
     build_table,
     get_target,
     harness_overhead,
     machine_line,
+    measure_architectures,
     python_call_overhead,
+    reference_model,
     table_training_data,
     time_callable,
     time_module,
@@ -152,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="MiB written between block samples (0: none). Inside a whole model a block finds "
                              "its weights evicted from L2 by the other blocks; a standalone block in a hot loop "
                              "does not. 8 MiB is 4x this machine's 2 MiB per-core L2.")
+    parser.add_argument("--no-drift-correction", action="store_true",
+                        help="time without the reference model that cancels machine-speed drift")
+    parser.add_argument("--repeat-check", action="store_true",
+                        help="measure the validation models a second time and report how well two measurements "
+                             "of the same models agree (the resolution of the measurement itself)")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     started = time.time()
@@ -169,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     say("== 2. tables and whole-model validation")
     for name in args.targets:
         target = get_target(name, threads=1, batch=1)
+        if not args.no_drift_correction:
+            module, shape, key = reference_model(space)
+            target = DriftCorrectedTarget(target, module, shape, reference_name=key)
         path = os.path.join(args.out, f"table_{args.space}{args.resolution}_{name}.json")
         t0 = time.time()
         table = build_table(space, target, path, config=table_timing, progress=False)
@@ -180,7 +191,25 @@ def main(argv: list[str] | None = None) -> int:
             progress=False, plot_path=os.path.join(args.out, f"validation_{name}.png"),
             report_path=os.path.join(args.out, f"validation_{name}.json"), extra_statistics=("p10",), rounds=args.rounds,
         )
+        if isinstance(target, DriftCorrectedTarget):
+            table.notes["drift_correction"] = target.describe()
+            f = sorted(target.factors)
+            say(f"[{name}] drift correction: reference {target.baseline_us:.0f} us at the start; factors applied "
+                f"min {f[0]:.3f} median {f[len(f) // 2]:.3f} max {f[-1]:.3f} over {len(f)} measurements")
         table.save(path)
+        if args.repeat_check:
+            from scipy.stats import kendalltau
+
+            from hwnas.latency import sample_spread_architectures
+
+            # validate_table's draw: the first args.archs of the spread sample are the validation set.
+            archs = sample_spread_architectures(space, args.archs + args.calibration, seed=0)[: args.archs]
+            first = list(report.measured)
+            again = [r.median_us for r in measure_architectures(space, archs, target, model_timing,
+                                                                 progress=False, rounds=args.rounds)]
+            diffs = [abs(a - b) / b for a, b in zip(first, again)]
+            say(f"[{name}] repeatability: the same {len(first)} models measured twice agree to MAPE "
+                f"{100 * statistics.mean(diffs):.2f}%, max {100 * max(diffs):.1f}%, tau {kendalltau(first, again)[0]:.3f}")
         for line in report.summary_lines()[1:]:
             say(f"[{name}] {line}")
         for key in ("raw", "linear", "p10/raw", "p10/linear"):

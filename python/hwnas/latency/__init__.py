@@ -14,6 +14,7 @@
 """
 
 from .build import DEFAULT_TABLE_TIMING, build_table
+from .drift import DriftCorrectedTarget, reference_model
 from .energy import RaplUnavailableError, energy_table_from_measurements, measure_energy_rapl, rapl_status
 from .fingerprint import device_fingerprint, fingerprint_differences, machine_line
 from .harness import (
@@ -39,6 +40,8 @@ from .validation import (
 )
 
 __all__ = [
+    "DriftCorrectedTarget",
+    "reference_model",
     "BlockConfig",
     "BlockCostPredictor",
     "DEFAULT_MODEL_TIMING",

@@ -98,6 +98,14 @@ class Target(ABC):
         """Time of an identity model: the fixed cost every separately timed call pays."""
         return self.measure(nn.Identity(), input_shape, config)
 
+    def prepared(self, module: nn.Module, input_shape: Sequence[int]) -> Callable[[TimingConfig], TimingResult]:
+        """``timer(config)`` that times ``module`` again and again without preparing it anew.
+
+        For a module timed many times (a drift reference): targets whose preparation
+        is costly (an ONNX export and session) do it once here.
+        """
+        return lambda config: self.measure(module, input_shape, config)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(threads={self.threads}, batch={self.batch}, dtype={self.dtype!r})"
 
@@ -212,14 +220,16 @@ class OnnxRuntimeTarget(Target):
         return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
     def measure(self, module: nn.Module, input_shape: Sequence[int], config: TimingConfig) -> TimingResult:
+        return self.prepared(module, input_shape)(config)
+
+    def prepared(self, module: nn.Module, input_shape: Sequence[int]) -> Callable[[TimingConfig], TimingResult]:
         module = self._prepare_module(module)
         x = self.make_input(input_shape)
         session = self.session(self.export(module, x))
         feed = {session.get_inputs()[0].name: x.numpy()}
         run = session.run
         # num_threads=0: the harness must not touch torch's pool; ORT has its own.
-        cfg = _with_threads(config, 0)
-        return time_callable(lambda: run(None, feed), cfg)
+        return lambda config: time_callable(lambda: run(None, feed), _with_threads(config, 0))
 
 
 @contextlib.contextmanager

@@ -1,0 +1,101 @@
+"""DriftCorrectedTarget: measurements scaled by a reference model timed around them."""
+
+import pytest
+from torch import nn
+
+from hwnas.latency import DriftCorrectedTarget, Target, build_table, get_target, reference_model
+from hwnas.latency.harness import TimingConfig, sample_statistics
+
+
+class Costed(nn.Module):
+    def __init__(self, cost_us):
+        super().__init__()
+        self.cost_us = cost_us
+
+    def forward(self, x):
+        return x
+
+
+class ScriptedSpeedTarget(Target):
+    """A target whose machine runs ``speed`` times slower than nominal; tests set the speed."""
+
+    name = "scripted"
+
+    def __init__(self):
+        super().__init__()
+        self.speed = 1.0
+        self.calls = []
+
+    def measure(self, module, input_shape, config):
+        self.calls.append(module.cost_us)
+        return sample_statistics([module.cost_us * self.speed] * 5)
+
+    def call_overhead(self, input_shape, config):
+        return self.measure(Costed(3.0), input_shape, config)
+
+
+CONFIG = TimingConfig(min_samples=5, budget_s=0.01)
+
+
+def make(baseline=None):
+    inner = ScriptedSpeedTarget()
+    return inner, DriftCorrectedTarget(inner, Costed(100.0), (3, 4, 4), baseline_us=baseline, reference_name="ref")
+
+
+def test_speed_changes_cancel():
+    inner, target = make()
+    results = []
+    for speed in (1.0, 1.0, 1.6, 1.6, 0.8):
+        inner.speed = speed
+        results.append(target.measure(Costed(40.0), (3, 4, 4), CONFIG).median_us)
+    # Each block is bracketed by reference timings at its own speed, and the scale
+    # is the reference time at the first measurement (speed 1): every result is 40.
+    assert results[:2] == pytest.approx([40.0, 40.0])
+    assert results[3] == pytest.approx(40.0)
+    # At a speed change the bracket averages the two speeds: 64 / mean(100, 160) * 100.
+    assert results[2] == pytest.approx(64.0 / 130.0 * 100.0)
+    assert target.baseline_us == pytest.approx(100.0)
+    assert len(target.factors) == 5
+    # One reference timing between consecutive measurements, not two.
+    assert inner.calls.count(100.0) == 6
+
+
+def test_given_baseline_sets_the_scale():
+    inner, target = make(baseline=50.0)
+    inner.speed = 2.0
+    assert target.measure(Costed(40.0), (3, 4, 4), CONFIG).median_us == pytest.approx(40.0 * 2.0 * 50.0 / 200.0)
+    assert target.describe() == {"reference": "ref", "baseline_us": 50.0, "reference_budget_s": 0.15}
+
+
+def test_call_overhead_is_the_inner_targets_scaled():
+    inner, target = make(baseline=100.0)
+    inner.speed = 2.0
+    assert target.call_overhead((3, 4, 4), CONFIG).median_us == pytest.approx(3.0)
+    assert 3.0 in inner.calls
+
+
+def test_fingerprint_and_name_are_the_inner_targets():
+    inner = get_target("eager", threads=1, batch=1)
+    target = DriftCorrectedTarget(inner, nn.Identity(), (3, 4, 4))
+    assert target.fingerprint() == inner.fingerprint()
+    assert target.name == "eager"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"reference_budget_s": 0}, "reference_budget_s"),
+    ({"baseline_us": -1.0}, "baseline_us"),
+])
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DriftCorrectedTarget(ScriptedSpeedTarget(), Costed(1.0), (3, 4, 4), **kwargs)
+
+
+def test_builds_a_table_on_a_real_target(tiny_space, fast_timing, tmp_path):
+    module, shape, key = reference_model(tiny_space)
+    target = DriftCorrectedTarget(get_target("eager", threads=1, batch=1), module, shape,
+                                  reference_budget_s=0.01, reference_name=key)
+    table = build_table(tiny_space, target, tmp_path / "t.json", config=fast_timing, progress=False)
+    assert table.complete
+    assert all(e.value >= 0 for e in table.entries.values())
+    assert all("drift x" in e.stats["stop_reason"] for e in table.entries.values() if e.stats)
+    assert len(target.factors) == len(table.entries) + 1  # the entries and the call overhead
