@@ -69,3 +69,33 @@ def test_cli_build_then_validate(tmp_path, capsys):
     rc = commands.main(["latency", "build", "--space", "fbnet_small", "--resolution", "8", "--target", "eager",
                         "--threads", "2", "--out", str(table)] + common)
     assert rc == 2 and "refusing to mix" in capsys.readouterr().err
+
+
+def test_cli_drift_correction_is_stored_and_reused(tmp_path, capsys, monkeypatch):
+    from hwnas.latency import drift
+
+    table = tmp_path / "t.json"
+    common = ["--rel-ci", "0.5", "--budget", "0.01", "--quiet"]
+    build = ["latency", "build", "--space", "fbnet_small", "--resolution", "8", "--target", "eager",
+             "--out", str(table), "--drift-correction"] + common
+    assert commands.main(build) == 0
+    assert "drift correction: reference" in capsys.readouterr().out
+    stored = json.loads(table.read_text())["notes"]["drift_correction"]
+    assert stored["baseline_us"] > 0 and stored["reference"]
+
+    # Validation (and a resumed build) wrap the target with the stored baseline.
+    baselines = []
+    original = drift.DriftCorrectedTarget.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        baselines.append(self.baseline_us)
+
+    monkeypatch.setattr(drift.DriftCorrectedTarget, "__init__", spy)
+    assert commands.main(["latency", "validate", "--table", str(table), "--num-archs", "2", "--calibration", "0"]
+                         + common) == 0
+    assert commands.main(build) == 0
+    assert baselines == [stored["baseline_us"], stored["baseline_us"]]
+    assert commands.main(["latency", "validate", "--table", str(table), "--num-archs", "2", "--calibration", "0",
+                          "--no-drift-correction"] + common) == 0
+    assert len(baselines) == 2

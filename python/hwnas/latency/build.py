@@ -56,6 +56,7 @@ def build_table(
     progress: bool = True,
     seed: int = 0,
     on_entry: Optional[Callable[[str, TableEntry], None]] = None,
+    notes: Optional[dict[str, Any]] = None,
 ) -> LatencyTable:
     """Measures the latency table of ``space`` on ``target``.
 
@@ -73,6 +74,8 @@ def build_table(
             them for dense kernels, but reproducibility costs nothing).
         on_entry: Called as ``on_entry(key, entry)`` after each measurement
             (after it is saved), e.g. for logging or to stop a build in tests.
+        notes: Merged into ``table.notes`` before the first measurement (and so
+            saved with every entry), e.g. the drift-correction baseline.
 
     Returns:
         The complete table (also saved at ``path`` if given).
@@ -99,6 +102,8 @@ def build_table(
 
     # Validation measures whole models with the same clock; keep what the entries used.
     table.notes["timing"] = asdict(config)
+    if notes:
+        table.notes.update(notes)
 
     def save(final: bool = False) -> None:
         # Every entry is saved (atomically) as soon as it is measured; only the final

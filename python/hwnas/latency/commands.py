@@ -39,17 +39,48 @@ def _timing(args: argparse.Namespace, base: Any, clock: str = "steady") -> Any:
                    warmup_iters=min(base.warmup_iters, max(2, int(args.budget * 1000))))
 
 
+def _drift_corrected(target: Any, space: Any, stored: Any) -> Any:
+    """``target`` wrapped in drift correction with the reference and baseline ``stored`` with a table."""
+    from .drift import DriftCorrectedTarget, reference_model
+
+    module, shape, key = reference_model(space)
+    if stored and stored.get("reference") not in (None, key):
+        raise ValueError("the table's drift reference is another architecture than this version of the space gives; "
+                         "rebuild the table or validate with --no-drift-correction")
+    baseline = stored.get("baseline_us") if stored else None
+    budget = stored.get("reference_budget_s", 0.15) if stored else 0.15
+    return DriftCorrectedTarget(target, module, shape, reference_budget_s=budget, baseline_us=baseline,
+                                reference_name=key)
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
+    import os
+
     from .build import DEFAULT_TABLE_TIMING, build_table
     from .fingerprint import machine_line
+    from .table import LatencyTable
 
     space = _space(args)
     target = _target(args)
-    table = build_table(space, target, args.out, config=_timing(args, DEFAULT_TABLE_TIMING), resume=not args.restart,
-                        allow_mixed=args.allow_mixed, progress=not args.quiet)
+    config = _timing(args, DEFAULT_TABLE_TIMING)
+    notes = None
+    if args.drift_correction:
+        # A resumed build keeps the scale of the entries already measured.
+        stored = None
+        if not args.restart and os.path.exists(args.out):
+            stored = LatencyTable.load(args.out).notes.get("drift_correction")
+        target = _drift_corrected(target, space, stored)
+        target.calibrate(config)
+        notes = {"drift_correction": target.describe()}
+    table = build_table(space, target, args.out, config=config, resume=not args.restart,
+                        allow_mixed=args.allow_mixed, progress=not args.quiet, notes=notes)
     print(f"{table!r} -> {args.out}")
     print(f"machine: {machine_line(table.fingerprint)}")
     print(f"per-call overhead of the target: {table.call_overhead:.3f} {table.unit}")
+    if args.drift_correction and target.factors:
+        f = sorted(target.factors)
+        print(f"drift correction: reference {target.baseline_us:.1f} {table.unit}; factors applied "
+              f"{f[0]:.3f}..{f[-1]:.3f} (median {f[len(f) // 2]:.3f})")
     return 0
 
 
@@ -65,6 +96,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         kwargs["width"] = table.width
     space = get_space(table.space, **kwargs)
     target = target_from_fingerprint(table.fingerprint)
+    stored = table.notes.get("drift_correction")
+    if stored and not args.no_drift_correction:
+        # Same reference and baseline as the build: models and entries share one scale.
+        target = _drift_corrected(target, space, stored)
     report = validate_table(
         table, space, target, num_archs=args.num_archs, num_calibration=args.calibration, seed=args.seed,
         config=_timing(args, DEFAULT_MODEL_TIMING, table.notes.get("timing", {}).get("clock", "steady")),
@@ -120,6 +155,10 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
     build.add_argument("--flush-mb", type=float, default=0.0,
                        help="MiB written between block samples to evict caches (e.g. 4x the per-core L2, so a "
                             "block finds its weights out of L2 as inside a whole model); default 0")
+    build.add_argument("--drift-correction", action="store_true",
+                       help="time a fixed reference model of the space between measurements and scale each "
+                            "measurement to the machine's speed at the start of the build: cancels the "
+                            "speed changes of a shared machine (stored in the table; validate reuses it)")
     _common(build, model=False)
     build.set_defaults(handler=_cmd_build)
 
@@ -132,6 +171,8 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
     validate.add_argument("--report", default=None, help="JSON report path")
     validate.add_argument("--no-store-correction", dest="store_correction", action="store_false",
                           help="do not write the fitted correction back into the table")
+    validate.add_argument("--no-drift-correction", action="store_true",
+                          help="measure without the drift correction the table was built with")
     _common(validate, model=True)
     validate.set_defaults(handler=_cmd_validate)
 

@@ -32,12 +32,12 @@ __all__ = ["DriftCorrectedTarget", "reference_model"]
 
 
 def reference_model(space: Any, seed: int = 7) -> tuple[nn.Module, tuple[int, int, int], str]:
-    """A fixed architecture of ``space`` to serve as drift reference: (module, input shape, its key)."""
+    """A fixed architecture of ``space`` to serve as drift reference: (module, input shape, its compact string)."""
     import torch
 
     arch = space.sample(seed=seed)
     torch.manual_seed(seed)
-    return space.build(arch), (space.in_channels, arch.resolution, arch.resolution), arch.key()
+    return space.build(arch), (space.in_channels, arch.resolution, arch.resolution), arch.to_string()
 
 
 class DriftCorrectedTarget(Target):
@@ -90,6 +90,13 @@ class DriftCorrectedTarget(Target):
         """What to store with a table so that a later validation uses the same scale."""
         return {"reference": self.reference_name, "baseline_us": self.baseline_us,
                 "reference_budget_s": self.reference_budget_s}
+
+    def calibrate(self, config: TimingConfig) -> float:
+        """Takes the baseline now (unless one is set) and returns it."""
+        if self.baseline_us is None:
+            self._last_reference = self._reference(config)
+            self.baseline_us = self._last_reference
+        return self.baseline_us
 
     def _reference(self, config: TimingConfig) -> float:
         cfg = replace(config, budget_s=self.reference_budget_s, min_samples=min(config.min_samples, 5),
