@@ -193,9 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if isinstance(target, DriftCorrectedTarget):
             table.notes["drift_correction"] = target.describe()
-            f = sorted(target.factors)
-            say(f"[{name}] drift correction: reference {target.baseline_us:.0f} us at the start; factors applied "
-                f"min {f[0]:.3f} median {f[len(f) // 2]:.3f} max {f[-1]:.3f} over {len(f)} measurements")
+            say(f"[{name}] drift correction: reference {target.baseline_us:.0f} us at the start; "
+                f"{target.factor_summary()}")
         table.save(path)
         if args.repeat_check:
             from scipy.stats import kendalltau

@@ -56,6 +56,7 @@ def test_speed_changes_cancel():
     assert results[2] == pytest.approx(64.0 / 130.0 * 100.0)
     assert target.baseline_us == pytest.approx(100.0)
     assert len(target.factors) == 5
+    assert target.factor_summary().endswith("over 5 measurements")
     # One reference timing between consecutive measurements, not two.
     assert inner.calls.count(100.0) == 6
 

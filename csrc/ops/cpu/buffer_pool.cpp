@@ -150,11 +150,6 @@ at::Tensor empty_like_output(const at::Tensor& like) {
   return at::empty_like(like);
 }
 
-at::Tensor pooled_empty(at::IntArrayRef sizes, at::ScalarType dtype) {
-  return at::detail::empty_generic(
-      sizes, pooled_allocator(), c10::DispatchKeySet(c10::DispatchKey::CPU), dtype, std::nullopt);
-}
-
 PoolStats pool_stats() { return cache().stats(); }
 void pool_release() { cache().release(); }
 void pool_set_limit(int64_t bytes) { cache().set_limit(bytes); }

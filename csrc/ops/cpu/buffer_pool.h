@@ -32,9 +32,6 @@ at::Tensor pooled_empty_like(const at::Tensor& like);
 // the one call the kernels use for the tensors they return.
 at::Tensor empty_like_output(const at::Tensor& like);
 
-// An uninitialised contiguous CPU tensor.
-at::Tensor pooled_empty(at::IntArrayRef sizes, at::ScalarType dtype);
-
 struct PoolStats {
   int64_t cached_bytes;  // held while unused
   int64_t limit_bytes;   // cap on cached_bytes (0: pooling off)

@@ -26,6 +26,7 @@
 #include "../common/channel_layout.h"
 #include "../common/dense_layout.h"
 #include "buffer_pool.h"
+#include "host_values.h"
 
 namespace hwnas {
 namespace ops {
@@ -279,7 +280,7 @@ std::tuple<at::Tensor, at::Tensor> channel_mask_backward_cpu(
     for (int64_t r = 0; r < rows; ++r) {
       gate_grads_from_channel_dots(per_row_dots.data() + r * C, widths.data(), k, grads.data() + r * k);
     }
-    grad_gates.copy_(at::from_blob(grads.data(), grad_gates.sizes(), at::TensorOptions().dtype(at::kDouble)));
+    cpu::write_host_values(grad_gates, grads);
   }
   return {plan.grad_x, plan.grad_gates};
 }

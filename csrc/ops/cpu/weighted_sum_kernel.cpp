@@ -17,6 +17,7 @@
 #include "../common/dense_layout.h"
 #include "../weighted_sum_checks.h"
 #include "buffer_pool.h"
+#include "host_values.h"
 #include "weighted_sum_tiles.h"
 
 namespace hwnas {
@@ -210,15 +211,7 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> weighted_sum_backward_cpu(
       at::kBFloat16, at::kHalf, grad.scalar_type(), "hwnas_weighted_sum_backward_cpu", [&] {
         weighted_sum_backward_impl<scalar_t>(grad, branches, weights, grad_branches, dots);
       });
-  if (weights_need_grad) {
-    // Written directly: a from_blob + copy_ costs several microseconds, as much as
-    // the whole kernel at batch-1 shapes.
-    AT_DISPATCH_FLOATING_TYPES_AND2(
-        at::kBFloat16, at::kHalf, grad_weights.scalar_type(), "hwnas_weighted_sum_grad_weights", [&] {
-          scalar_t* gw = grad_weights.mutable_data_ptr<scalar_t>();
-          for (size_t k = 0; k < dots.size(); ++k) gw[k] = static_cast<scalar_t>(dots[k]);
-        });
-  }
+  if (weights_need_grad) cpu::write_host_values(grad_weights, dots);
   return {grad_branches, grad_weights};
 }
 

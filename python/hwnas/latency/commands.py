@@ -77,10 +77,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     print(f"{table!r} -> {args.out}")
     print(f"machine: {machine_line(table.fingerprint)}")
     print(f"per-call overhead of the target: {table.call_overhead:.3f} {table.unit}")
-    if args.drift_correction and target.factors:
-        f = sorted(target.factors)
-        print(f"drift correction: reference {target.baseline_us:.1f} {table.unit}; factors applied "
-              f"{f[0]:.3f}..{f[-1]:.3f} (median {f[len(f) // 2]:.3f})")
+    if args.drift_correction:
+        print(f"drift correction: reference {target.baseline_us:.1f} {table.unit}; {target.factor_summary()}")
     return 0
 
 

@@ -98,6 +98,14 @@ class DriftCorrectedTarget(Target):
             self.baseline_us = self._last_reference
         return self.baseline_us
 
+    def factor_summary(self) -> str:
+        """One line on the scale factors applied so far (min, median, max)."""
+        if not self.factors:
+            return "no measurement scaled yet"
+        f = sorted(self.factors)
+        return (f"factors applied min {f[0]:.3f} median {f[len(f) // 2]:.3f} max {f[-1]:.3f} "
+                f"over {len(f)} measurements")
+
     def _reference(self, config: TimingConfig) -> float:
         cfg = replace(config, budget_s=self.reference_budget_s, min_samples=min(config.min_samples, 5),
                       warmup_s=min(config.warmup_s, 0.02), warmup_iters=min(config.warmup_iters, 3),
