@@ -27,36 +27,13 @@ __all__ = [
 ]
 
 
-def atomic_write_text(path: str | os.PathLike, text: str, fsync: bool = True) -> None:
-    """Writes ``text`` to ``path`` atomically: a temporary file in the same folder, then ``os.replace``.
-
-    Args:
-        fsync: Flush to disk before the rename. Without it the file is still never
-            half-written when the process dies; only a power loss can lose the
-            latest version (used for frequent saves such as each entry of a table build).
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            if fsync:
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def atomic_write_file(path: str | os.PathLike, writer: Callable[[str], None], fsync: bool = True) -> None:
     """Calls ``writer(tmp_path)`` and moves the result to ``path`` atomically.
 
-    For files produced by writers that want a path rather than a string (matplotlib's
-    ``savefig``, ``torch.save``, ONNX export).
+    The temporary file lives in the destination folder (so :func:`os.replace` is a
+    rename on one file system) and is removed if ``writer`` or the move fails. For
+    files produced by writers that want a path (matplotlib's ``savefig``,
+    ``torch.save``, ONNX export); :func:`atomic_write_text` writes strings.
 
     Args:
         fsync: Flush the file to disk before the rename, so that a power cut after
@@ -65,7 +42,7 @@ def atomic_write_file(path: str | os.PathLike, writer: Callable[[str], None], fs
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=folder)
     os.close(fd)
     try:
         writer(tmp)
@@ -77,6 +54,22 @@ def atomic_write_file(path: str | os.PathLike, writer: Callable[[str], None], fs
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, fsync: bool = True) -> None:
+    """Writes ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write_file`).
+
+    Args:
+        fsync: Flush to disk before the rename. Without it the file is still never
+            half-written when the process dies; only a power loss can lose the
+            latest version (used for frequent saves such as each entry of a table build).
+    """
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    atomic_write_file(path, write, fsync=fsync)
 
 
 def _finite_only(value: Any) -> Any:

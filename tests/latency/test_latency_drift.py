@@ -100,3 +100,36 @@ def test_builds_a_table_on_a_real_target(tiny_space, fast_timing, tmp_path):
     assert all(e.value >= 0 for e in table.entries.values())
     assert all("drift x" in e.stats["stop_reason"] for e in table.entries.values() if e.stats)
     assert len(target.factors) == len(table.entries) + 1  # the entries and the call overhead
+
+
+class ScheduledSpeedTarget(ScriptedSpeedTarget):
+    """Speed set per call: ``schedule[i]`` for the i-th timing (reference or not)."""
+
+    def __init__(self, schedule):
+        super().__init__()
+        self.schedule = list(schedule)
+
+    def measure(self, module, input_shape, config):
+        self.speed = self.schedule[len(self.calls)]
+        return super().measure(module, input_shape, config)
+
+
+def test_a_long_measurement_is_cut_into_separately_corrected_pieces():
+    # Calls: R P R P R P R P R (R: reference, P: a piece of the model's measurement).
+    # The machine halves its speed from the third piece on.
+    inner = ScheduledSpeedTarget([1.0] * 5 + [2.0] * 4)
+    target = DriftCorrectedTarget(inner, Costed(100.0), (3, 4, 4), reference_name="ref", piece_s=0.3)
+    result = target.measure(Costed(40.0), (3, 4, 4), TimingConfig(min_samples=5, budget_s=1.2))
+    assert inner.calls == [100.0, 40.0] * 4 + [100.0]
+    assert len(result.samples_us) == 20
+    # Pieces 1, 2 and 4 sit inside one speed (scaled to exactly 40); piece 3 straddles
+    # the change (80 * 100 / mean(100, 200)); the pooled median is the model's cost.
+    assert result.median_us == pytest.approx(40.0)
+    assert sorted(set(round(s, 3) for s in result.samples_us)) == pytest.approx([40.0, 53.333])
+    assert "4 pieces" in result.stop_reason
+    assert len(target.factors) == 1  # one factor (the pieces' median) per measurement
+    # A short budget is one bracketed measurement, as before.
+    inner2 = ScriptedSpeedTarget()
+    short = DriftCorrectedTarget(inner2, Costed(100.0), (3, 4, 4), piece_s=0.3)
+    short.measure(Costed(40.0), (3, 4, 4), TimingConfig(min_samples=5, budget_s=0.4))
+    assert inner2.calls == [100.0, 40.0, 100.0]

@@ -39,20 +39,6 @@ def _timing(args: argparse.Namespace, base: Any, clock: str = "steady") -> Any:
                    warmup_iters=min(base.warmup_iters, max(2, int(args.budget * 1000))))
 
 
-def _drift_corrected(target: Any, space: Any, stored: Any) -> Any:
-    """``target`` wrapped in drift correction with the reference and baseline ``stored`` with a table."""
-    from .drift import DriftCorrectedTarget, reference_model
-
-    module, shape, key = reference_model(space)
-    if stored and stored.get("reference") not in (None, key):
-        raise ValueError("the table's drift reference is another architecture than this version of the space gives; "
-                         "rebuild the table or validate with --no-drift-correction")
-    baseline = stored.get("baseline_us") if stored else None
-    budget = stored.get("reference_budget_s", 0.15) if stored else 0.15
-    return DriftCorrectedTarget(target, module, shape, reference_budget_s=budget, baseline_us=baseline,
-                                reference_name=key)
-
-
 def _cmd_build(args: argparse.Namespace) -> int:
     import os
 
@@ -69,7 +55,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
         stored = None
         if not args.restart and os.path.exists(args.out):
             stored = LatencyTable.load(args.out).notes.get("drift_correction")
-        target = _drift_corrected(target, space, stored)
+        from .drift import drift_corrected_target
+
+        target = drift_corrected_target(target, space, stored)
         target.calibrate(config)
         notes = {"drift_correction": target.describe()}
     table = build_table(space, target, args.out, config=config, resume=not args.restart,
@@ -97,7 +85,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     stored = table.notes.get("drift_correction")
     if stored and not args.no_drift_correction:
         # Same reference and baseline as the build: models and entries share one scale.
-        target = _drift_corrected(target, space, stored)
+        from .drift import drift_corrected_target
+
+        target = drift_corrected_target(target, space, stored)
     report = validate_table(
         table, space, target, num_archs=args.num_archs, num_calibration=args.calibration, seed=args.seed,
         config=_timing(args, DEFAULT_MODEL_TIMING, table.notes.get("timing", {}).get("clock", "steady")),

@@ -18,7 +18,7 @@ import os
 from dataclasses import replace
 from typing import Any, Optional
 
-__all__ = ["default_cache_dir", "table_cache_path", "cached_table", "quick_timing", "calibration_timing"]
+__all__ = ["default_cache_dir", "table_cache_path", "cached_table", "measuring_target", "quick_timing", "calibration_timing"]
 
 
 def quick_timing():
@@ -46,20 +46,21 @@ def default_cache_dir() -> str:
     return os.environ.get("HWNAS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "hwnas")
 
 
-def table_cache_path(space: Any, target: Any, cache_dir: Optional[str] = None) -> str:
-    """Where the cached table of ``space`` on ``target`` lives."""
+def table_cache_path(space: Any, target: Any, cache_dir: Optional[str] = None, drift_correction: bool = False) -> str:
+    """Where the cached table of ``space`` on ``target`` lives (drift-corrected tables apart:
+    their entries are on the scale of their own reference timing)."""
     from hwnas.latency.fingerprint import fingerprint_id
     from hwnas.latency.table import head_key, layer_entry_keys, stem_key
 
     keys = json.dumps([stem_key(space), layer_entry_keys(space), head_key(space)], sort_keys=True)
     shape_hash = hashlib.sha256(keys.encode("utf-8")).hexdigest()[:10]
     name = (f"{space.name}-v{space.version}-r{space.resolution}-w{space.width:g}-{shape_hash}-"
-            f"{fingerprint_id(target.fingerprint())}.json")
+            f"{fingerprint_id(target.fingerprint())}{'-drift' if drift_correction else ''}.json")
     return os.path.join(cache_dir or default_cache_dir(), "latency", name)
 
 
 def cached_table(space: Any, target: Any, cache_dir: Optional[str] = None, config: Any = None,
-                 progress: bool = True, calibrate: int = 0, seed: int = 0):
+                 progress: bool = True, calibrate: int = 0, seed: int = 0, drift_correction: bool = False):
     """The latency table of ``space`` on ``target``: loaded from the cache, completed or built.
 
     Args:
@@ -72,14 +73,28 @@ def cached_table(space: Any, target: Any, cache_dir: Optional[str] = None, confi
             this many whole models to fit ``measured ~ a * table_sum + b`` (stored in
             the cached table; predictions then use it).
         seed: Seed of the calibration architectures.
+        drift_correction: Time every entry and calibration model through a
+            :class:`~hwnas.latency.drift.DriftCorrectedTarget` (see :func:`measuring_target`);
+            the reference and its baseline are stored in ``table.notes["drift_correction"]``.
 
     Returns:
         A complete :class:`~hwnas.latency.table.LatencyTable`.
     """
     from hwnas.latency.build import build_table
+    from hwnas.latency.table import LatencyTable
 
-    path = table_cache_path(space, target, cache_dir)
-    table = build_table(space, target, path, config=config or quick_timing(), resume=True, progress=progress)
+    config = config or quick_timing()
+    path = table_cache_path(space, target, cache_dir, drift_correction)
+    notes = None
+    if drift_correction:
+        from hwnas.latency.drift import drift_corrected_target
+
+        # A partly built table keeps the scale of the entries it already has.
+        stored = LatencyTable.load(path).notes.get("drift_correction") if os.path.exists(path) else None
+        target = drift_corrected_target(target, space, stored)
+        target.calibrate(config)
+        notes = {"drift_correction": target.describe()}
+    table = build_table(space, target, path, config=config, resume=True, progress=progress, notes=notes)
     if calibrate > 0 and not table.correction:
         from hwnas.latency.validation import validate_table
 
@@ -87,3 +102,18 @@ def cached_table(space: Any, target: Any, cache_dir: Optional[str] = None, confi
                        config=calibration_timing(table), progress=progress, store_correction=True)
         table.save(path)
     return table
+
+
+def measuring_target(target: Any, space: Any, table: Any) -> Any:
+    """The target to measure models with so that the results share ``table``'s scale.
+
+    ``target`` itself for a plain table; for a drift-corrected one (see
+    :func:`cached_table`), ``target`` wrapped in the same drift correction: same
+    reference model, same baseline.
+    """
+    stored = (table.notes or {}).get("drift_correction") if table is not None else None
+    if not stored:
+        return target
+    from hwnas.latency.drift import drift_corrected_target
+
+    return drift_corrected_target(target, space, stored)
