@@ -9,6 +9,15 @@ with respect to x and the gates:
 
 Targets: fused >= 2x faster than eager best; bytes saved for backward <= 1/K of naive.
 
+Two regimes. The first four cases are memory-bound (each tensor is MBs): fused reads 3
+and writes 2 tensor-sized streams (forward x -> out; backward grad, x -> grad_x), eager
+best reads 5 and writes 3 (a full-size ``grad * x`` temporary for the gate gradient);
+with write-allocate a write costs a read too, so the ceiling of fused over eager best
+is (5 + 2*3) / (3 + 2*2) = 11/7 = 1.57x. The last cases are the channel-search shapes
+of a search on small images (``hwnas search`` on digits: batch 64, 8x8 down to 2x2
+maps), where the tensors sit in cache and eager's extra operator calls and
+temporaries dominate.
+
 Run: ``python benchmarks/bench_channel_mask.py [--rounds 15] [--threads 1]``.
 """
 
@@ -33,6 +42,10 @@ CASES = [
     ("[32,64,28,28] K=4 NHWC", (32, 64, 28, 28), [16, 32, 48, 64], torch.channels_last),
     ("[16,256,14,14] K=8", (16, 256, 14, 14), [32, 64, 96, 128, 160, 192, 224, 256], torch.contiguous_format),
     ("[32,32,56,56] K=3", (32, 32, 56, 56), [8, 16, 32], torch.contiguous_format),
+    # Cache-resident: the shapes of a channel search on digits (batch 64).
+    ("[64,48,8,8] K=4", (64, 48, 8, 8), [12, 24, 36, 48], torch.contiguous_format),
+    ("[64,96,4,4] K=4", (64, 96, 4, 4), [24, 48, 72, 96], torch.contiguous_format),
+    ("[64,192,2,2] K=8", (64, 192, 2, 2), [24, 48, 72, 96, 120, 144, 168, 192], torch.contiguous_format),
 ]
 
 

@@ -11,7 +11,9 @@ else. This module scales it by:
   is shortened.
 
 :func:`scale_baseline_to_latency` measures each (width, depth) on the target and
-returns the most expensive one not slower than a given latency.
+returns the most expensive one not slower than a given latency (``pick="at_most"``),
+or the cheapest one not faster than it (``pick="at_least"``: the baseline gets at
+least the latency budget of the model it is compared with).
 """
 
 from __future__ import annotations
@@ -69,12 +71,16 @@ def scale_baseline_to_latency(
     depths: Sequence[float] = BASELINE_DEPTHS,
     config: Any = None,
     log: Any = None,
+    pick: str = "at_most",
 ) -> dict[str, Any]:
-    """The largest MobileNetV2-style (width, depth) whose measured latency is at most ``latency_us``.
+    """The MobileNetV2-style (width, depth) whose measured latency is closest to ``latency_us``
+    from below (``pick="at_most"``) or from above (``pick="at_least"``).
 
-    Every (width, depth) pair is measured on ``target``; the pair with the highest
-    latency not above ``latency_us`` wins (ties: the wider). When every pair is
-    slower, the fastest is returned and ``within_budget`` is false.
+    Every (width, depth) pair is measured on ``target``. ``at_most``: the pair with
+    the highest latency not above ``latency_us`` wins (ties: the wider); when every
+    pair is slower, the fastest is returned. ``at_least``: the pair with the lowest
+    latency not below ``latency_us`` wins (ties: the wider); when every pair is
+    faster, the slowest is returned. ``within_budget`` says whether the rule was met.
 
     Returns:
         ``{"width", "depth", "arch" (Architecture), "space", "measured_latency_us",
@@ -82,6 +88,8 @@ def scale_baseline_to_latency(
     """
     from hwnas.latency.validation import DEFAULT_MODEL_TIMING
 
+    if pick not in ("at_most", "at_least"):
+        raise ValueError(f"pick must be 'at_most' or 'at_least', got {pick!r}")
     config = config or replace(DEFAULT_MODEL_TIMING, budget_s=0.6, target_rel_ci=0.03)
     shape_kwargs = dict(space_kwargs)
     resolution = shape_kwargs.get("resolution")
@@ -100,10 +108,13 @@ def scale_baseline_to_latency(
             rows.append({"width": width, "depth": depth, "measured_latency_us": result.median_us, "space": space, "arch": arch})
             if log is not None:
                 log(f"baseline width {width:g} depth {depth:g}: {result.median_us:.0f} us")
-    within = [r for r in rows if r["measured_latency_us"] <= latency_us]
-    if within:
-        best = max(within, key=lambda r: (r["measured_latency_us"], r["width"]))
+    if pick == "at_most":
+        within = [r for r in rows if r["measured_latency_us"] <= latency_us]
+        best = (max(within, key=lambda r: (r["measured_latency_us"], r["width"])) if within else
+                min(rows, key=lambda r: r["measured_latency_us"]))
     else:
-        best = min(rows, key=lambda r: r["measured_latency_us"])
+        within = [r for r in rows if r["measured_latency_us"] >= latency_us]
+        best = (min(within, key=lambda r: (r["measured_latency_us"], -r["width"])) if within else
+                max(rows, key=lambda r: r["measured_latency_us"]))
     measurements = [{k: v for k, v in r.items() if k not in ("space", "arch")} for r in rows]
     return {**best, "within_budget": bool(within), "measurements": measurements}

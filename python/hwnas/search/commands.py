@@ -66,16 +66,23 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
     space.add_argument("--choices", help="comma-separated candidate blocks for every layer (default: the space's)")
     space.add_argument("--target", default="eager", help="latency target: eager, onnxruntime or torchscript (default eager)")
     space.add_argument("--threads", type=int, default=1, help="threads of the latency measurements (default 1)")
-    space.add_argument("--calibrate", type=int, default=6,
+    space.add_argument("--calibrate", type=int, default=12,
                        help="whole models measured once per cached table to fit its linear correction "
                             "measured ~ a * table_sum + b, which then scales every latency of the search: objective, "
-                            "--target-us, predictions (default 6; 0: none, plain table sums)")
+                            "--target-us, predictions (default 12; 0: none, plain table sums)")
+    space.add_argument("--no-drift-correction", action="store_true",
+                       help="measure without the drift reference (by default a fixed reference model is timed around "
+                            "every measurement of the table, its calibration and the final model, and each result "
+                            "is scaled to the reference's speed when the table was built)")
     space.add_argument("--cache-dir", help="latency-table cache folder (default $HWNAS_CACHE_DIR or ~/.cache/hwnas)")
     search = parser.add_argument_group("search (FBNet)")
     search.add_argument("--epochs", type=int, default=d.epochs, help=f"search epochs, warm-up included (default {d.epochs})")
     search.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs,
                         help=f"leading epochs training weights only (default {d.warmup_epochs})")
-    search.add_argument("--batch-size", type=int, default=d.batch_size, help=f"batch size of the search (default {d.batch_size})")
+    search.add_argument("--batch-size", type=int, default=d.batch_size,
+                        help=f"batch size of the weight steps (default {d.batch_size})")
+    search.add_argument("--arch-batch-size", type=int, default=d.arch_batch_size,
+                        help=f"batch size of the architecture steps (default {d.arch_batch_size})")
     search.add_argument("--arch-lr", type=float, default=d.arch_lr,
                         help=f"Adam learning rate of the architecture (default {d.arch_lr:g})")
     search.add_argument("--weight-lr", type=float, default=d.weight_lr,
@@ -103,7 +110,8 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--no-retrain", action="store_true", help="stop after the search")
     _add_train_args(train, TrainConfig().epochs)
     train.add_argument("--baseline", action="store_true",
-                       help="also train a MobileNetV2-style model scaled to the searched model's measured latency")
+                       help="also train the cheapest MobileNetV2-style model (width x depth grid) whose measured latency "
+                            "is at least the searched model's, with the same recipe")
 
 
 def _objective_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -128,7 +136,8 @@ def run_search(args: argparse.Namespace) -> int:
         summary = search_pipeline(PipelineConfig(), resume=args.resume, progress=not args.quiet)
     else:
         search = SearchConfig(
-            epochs=args.epochs, warmup_epochs=args.warmup_epochs, batch_size=args.batch_size, weight_lr=args.weight_lr,
+            epochs=args.epochs, warmup_epochs=args.warmup_epochs, batch_size=args.batch_size,
+            arch_batch_size=args.arch_batch_size, weight_lr=args.weight_lr,
             arch_lr=args.arch_lr, initial_temperature=args.temperature, temperature_decay=args.temperature_decay,
             weight_mode=args.weight_mode, objective=_objective_from_args(args), num_samples=args.samples, seed=args.seed,
         )
@@ -140,6 +149,7 @@ def run_search(args: argparse.Namespace) -> int:
             width=args.width, choices=[c.strip() for c in args.choices.split(",")] if args.choices else None,
             target=args.target, threads=args.threads, train_threads=args.train_threads or None, search=search.to_dict(),
             retrain=None if retrain is None else retrain.to_dict(), baseline=args.baseline, calibrate=args.calibrate,
+            drift_correction=not args.no_drift_correction,
             cache_dir=args.cache_dir,
         )
         summary = search_pipeline(config, out=args.out, runs_dir=args.runs_dir, progress=not args.quiet)

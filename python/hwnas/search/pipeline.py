@@ -64,6 +64,10 @@ class PipelineConfig(DictConfig):
         retrain: :class:`TrainConfig` as a dict, or ``None`` to skip retraining.
         baseline: Also train a MobileNetV2-style baseline scaled to the searched model's latency.
         calibrate: Whole models measured to fit the table's linear correction (0: none).
+        drift_correction: Time the table, its calibration models, the searched model and
+            the baseline through one :class:`~hwnas.latency.drift.DriftCorrectedTarget`
+            (a reference model timed around each measurement), so that they share one
+            scale even when the machine's speed drifts between them.
         cache_dir: Latency-table cache folder (``None``: :func:`hwnas.search.tables.default_cache_dir`).
     """
 
@@ -82,7 +86,8 @@ class PipelineConfig(DictConfig):
     search: dict = field(default_factory=lambda: SearchConfig().to_dict())
     retrain: Optional[dict] = field(default_factory=lambda: TrainConfig().to_dict())
     baseline: bool = False
-    calibrate: int = 6
+    calibrate: int = 12
+    drift_correction: bool = True
     cache_dir: Optional[str] = None
 
 
@@ -133,7 +138,7 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
     from hwnas.spaces.figure import draw_architecture
 
     from .plots import plot_accuracy_latency, plot_distribution_history
-    from .tables import cached_table
+    from .tables import cached_table, measuring_target
 
     started = time.perf_counter()
     if resume is not None:
@@ -170,8 +175,10 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
         table = LatencyTable.load(own_table)
     else:
         table = cached_table(space, target, config.cache_dir, progress=progress, calibrate=config.calibrate,
-                             seed=config.data_seed)
+                             seed=config.data_seed, drift_correction=config.drift_correction)
         table.save(own_table)
+    # Models are measured on the table's scale (its drift reference and baseline, if any).
+    target = measuring_target(target, space, table)
     table_seconds = time.perf_counter() - table_started
 
     search = FBNetSearch(space, table, splits, search_config, run=run, progress=progress, log=log)
@@ -214,7 +221,8 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
             from .baselines import scale_baseline_to_latency
 
             kwargs = dict(resolution=config.resolution, in_channels=splits.in_channels, num_classes=splits.num_classes)
-            picked = scale_baseline_to_latency(space.name, kwargs, target, trained["latency"]["median_us"], log=log)
+            picked = scale_baseline_to_latency(space.name, kwargs, target, trained["latency"]["median_us"], log=log,
+                                               pick="at_least")
             base = train_architecture(picked["space"], picked["arch"], splits, train_config, run, target,
                                       stage="baseline", export_folder=None, progress=progress, log=log)
             summary["baseline"] = {"width": picked["width"], "depth": picked["depth"], "arch": picked["arch"].to_string(),

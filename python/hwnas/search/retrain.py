@@ -26,7 +26,21 @@ from hwnas.runs import RunDir, capture_rng_state, restore_rng_state
 
 from ._config import DictConfig
 
-__all__ = ["TrainConfig", "train_model", "evaluate", "measure_model_latency", "export_model", "seed_everything"]
+__all__ = ["TrainConfig", "train_model", "evaluate", "measure_model_latency", "export_model", "seed_everything",
+           "TRAIN_MEMORY_FORMAT", "to_train_layout"]
+
+#: Memory layout of models and batches while training and evaluating. oneDNN's CPU
+#: depthwise convolutions run 3-4x faster (forward + backward) on channels-last
+#: tensors than on NCHW ones, and every FBNet block has one: a soft supernet step on
+#: digits (batch 64, 1 thread) takes 0.44 s instead of 1.25 s, with the same loss.
+#: Trained models are handed back in the default layout, so latency measurement and
+#: export see the model a user would build.
+TRAIN_MEMORY_FORMAT = torch.channels_last
+
+
+def to_train_layout(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in :data:`TRAIN_MEMORY_FORMAT` when it is a 4-d batch, unchanged otherwise."""
+    return x.contiguous(memory_format=TRAIN_MEMORY_FORMAT) if x.dim() == 4 else x
 
 
 @dataclass
@@ -81,7 +95,7 @@ def evaluate(model: nn.Module, dataset: ImageDataset, batch_size: int = 256) -> 
     model.eval()
     total_loss, correct = 0.0, 0
     for x, y in iterate_batches(dataset, batch_size, shuffle=False):
-        logits = model(x)
+        logits = model(to_train_layout(x))
         total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
     model.train(was_training)
@@ -112,7 +126,9 @@ def train_model(
 
     Returns:
         ``{"history": [...per epoch...], "val_loss", "val_accuracy", "test_loss", "test_accuracy"}``.
+        ``model`` ends trained, in the default (contiguous) memory layout.
     """
+    model.to(memory_format=TRAIN_MEMORY_FORMAT)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay, nesterov=config.momentum > 0)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
@@ -139,7 +155,7 @@ def train_model(
             batches = tqdm(batches, total=total, desc=f"{stage} {epoch + 1}/{config.epochs}", unit="batch", leave=False)
         seen, loss_sum, correct = 0, 0.0, 0
         for x, y in batches:
-            logits = model(x)
+            logits = model(to_train_layout(x))
             loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -163,6 +179,7 @@ def train_model(
             })
     val_loss, val_acc = evaluate(model, splits.val)
     test_loss, test_acc = evaluate(model, splits.test)
+    model.to(memory_format=torch.contiguous_format)
     return {"history": history, "val_loss": val_loss, "val_accuracy": val_acc, "test_loss": test_loss,
             "test_accuracy": test_acc}
 

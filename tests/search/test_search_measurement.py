@@ -1,0 +1,126 @@
+"""How searches train and measure: channels-last training, drift-corrected cached tables,
+architecture batch size, and the rule that scales the MobileNetV2-style baseline."""
+
+import math
+
+import pytest
+import torch
+
+from hwnas.latency import DriftCorrectedTarget, Target, get_target
+from hwnas.latency.harness import TimingConfig, sample_statistics
+from hwnas.search.baselines import mobilenet_v2_style, scale_baseline_to_latency
+from hwnas.search.dnas import FBNetSearch, SearchConfig
+from hwnas.search.retrain import TrainConfig, evaluate, train_model, to_train_layout
+from hwnas.search.tables import cached_table, measuring_target, table_cache_path
+
+FAST = TimingConfig(warmup_iters=2, min_samples=5, max_samples=200, target_rel_ci=0.5, budget_s=0.03)
+
+
+def test_channels_last_forward_matches_nchw(space, splits):
+    torch.manual_seed(0)
+    model = space.build(space.sample(seed=1)).eval()
+    x = splits.val.images[:16]
+    with torch.no_grad():
+        reference = model(x)
+        model.to(memory_format=torch.channels_last)
+        fast = model(to_train_layout(x))
+    assert to_train_layout(x).is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_train_model_hands_back_a_default_layout_model(space, splits):
+    torch.manual_seed(0)
+    model = space.build(space.sample(seed=2))
+    result = train_model(model, splits, TrainConfig(epochs=1, batch_size=16), progress=False, log=None)
+    convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous() for w in convs)
+    # The reported accuracy is the model's own, whatever layout evaluates it.
+    assert evaluate(model, splits.test)[1] == pytest.approx(result["test_accuracy"])
+
+
+def test_architecture_batch_size_sets_the_number_of_architecture_steps(space, table, splits):
+    config = SearchConfig(epochs=1, warmup_epochs=0, batch_size=32, arch_batch_size=5, num_samples=0, seed=0)
+    search = FBNetSearch(space, table, splits, config, progress=False, log=None)
+    steps = []
+    original = search.arch_optimizer.step
+    search.arch_optimizer.step = lambda *a, **k: (steps.append(1), original(*a, **k))[1]
+    search.run_epoch()
+    assert len(steps) == math.ceil(len(search.arch_data) / 5)
+
+
+@pytest.mark.parametrize("kwargs", [{"arch_batch_size": 0}, {"batch_size": 0}])
+def test_bad_batch_sizes_are_refused(kwargs):
+    with pytest.raises(ValueError, match="batch sizes must be positive"):
+        SearchConfig(**kwargs)
+
+
+def test_drift_corrected_cached_table_and_its_measuring_target(space, tmp_path):
+    target = get_target("eager", threads=1, batch=1)
+    table = cached_table(space, target, str(tmp_path), config=FAST, progress=False, drift_correction=True)
+    stored = table.notes["drift_correction"]
+    assert stored["baseline_us"] > 0 and stored["reference"]
+    assert table_cache_path(space, target, str(tmp_path), True).endswith("-drift.json")
+    assert table_cache_path(space, target, str(tmp_path)) != table_cache_path(space, target, str(tmp_path), True)
+    # A second search finds the cached table, with the scale it was built on.
+    again = cached_table(space, target, str(tmp_path), config=FAST, progress=False, drift_correction=True)
+    assert again.notes["drift_correction"] == stored
+    measuring = measuring_target(target, space, again)
+    assert isinstance(measuring, DriftCorrectedTarget) and measuring.baseline_us == stored["baseline_us"]
+    # A plain table is measured with the plain target.
+    plain = cached_table(space, target, str(tmp_path), config=FAST, progress=False)
+    assert "drift_correction" not in plain.notes
+    assert measuring_target(target, space, plain) is target
+
+
+class ParameterCountTarget(Target):
+    """A deterministic stand-in: a model's "latency" is its parameter count."""
+
+    name = "parameters"
+
+    def measure(self, module, input_shape, config):
+        return sample_statistics([float(sum(p.numel() for p in module.parameters()))] * 5)
+
+
+@pytest.mark.parametrize("pick", ["at_most", "at_least"])
+def test_baseline_scaling_picks_the_nearest_grid_point_on_the_asked_side(pick):
+    kwargs = dict(resolution=8, in_channels=1, num_classes=10)
+    widths, depths = (0.25, 0.5, 1.0), (0.25, 0.5, 1.0)
+    costs = {}
+    for w in widths:
+        for d in depths:
+            s, a = mobilenet_v2_style("fbnet_small", kwargs, w, d)
+            costs[(w, d)] = float(sum(p.numel() for p in s.build(a).parameters()))
+    budget = sorted(costs.values())[4] + 1.0  # between two grid points
+    picked = scale_baseline_to_latency("fbnet_small", kwargs, ParameterCountTarget(), budget, widths=widths,
+                                       depths=depths, pick=pick)
+    if pick == "at_most":
+        expected = max(v for v in costs.values() if v <= budget)
+    else:
+        expected = min(v for v in costs.values() if v >= budget)
+    assert picked["measured_latency_us"] == expected and picked["within_budget"]
+    assert costs[(picked["width"], picked["depth"])] == expected
+    # Beyond the grid the rule cannot be met: the nearest end is returned and flagged.
+    beyond = max(costs.values()) * 2 if pick == "at_least" else 1.0
+    edge = scale_baseline_to_latency("fbnet_small", kwargs, ParameterCountTarget(), beyond, widths=widths,
+                                     depths=depths, pick=pick)
+    assert not edge["within_budget"]
+    assert edge["measured_latency_us"] == (max(costs.values()) if pick == "at_least" else min(costs.values()))
+    with pytest.raises(ValueError, match="pick must be"):
+        scale_baseline_to_latency("fbnet_small", kwargs, ParameterCountTarget(), budget, pick="closest")
+
+
+def test_a_steep_fbnet_objective_keeps_the_architecture_moving(space, table, splits):
+    # log(LAT)^60 is ~1e35 here: unscaled, its squared gradients overflow Adam's float32
+    # second moment and every later step is zero.
+    config = SearchConfig(epochs=3, warmup_epochs=0, batch_size=32, arch_batch_size=8, num_samples=0, seed=0,
+                          objective={"name": "fbnet", "alpha": 0.2, "beta": 60.0})
+    search = FBNetSearch(space, table, splits, config, progress=False, log=None)
+    assert search.loss_scale > 1e30
+    after = []
+    for _ in range(3):
+        search.run_epoch()
+        after.append(torch.cat([p.detach().clone() for p in search.supernet.arch_parameters()]))
+    assert all(torch.isfinite(a).all() for a in after)
+    assert not torch.equal(after[1], after[2])
+    state = search.arch_optimizer.state_dict()["state"]
+    assert all(torch.isfinite(s["exp_avg_sq"]).all() for s in state.values())
