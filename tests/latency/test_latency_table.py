@@ -49,6 +49,23 @@ def test_build_resume_loses_nothing_and_measures_each_key_once(tiny_space, fast_
     assert LatencyTable.load(path).to_dict()["entries"] == table.to_dict()["entries"]
 
 
+
+def test_reopening_a_complete_table_keeps_its_fitted_correction(tiny_space, fast_timing, tmp_path):
+    # A search cache reopens its table every run: the correction fitted once must come back
+    # with it, or every search pays the calibration measurements again.
+    path = tmp_path / "t.json"
+    table = build_table(tiny_space, get_target("eager"), path, config=fast_timing, progress=False)
+    table.correction = {"kind": "linear", "a": 1.25, "b": -3.0, "n": 4}
+    table.save(path)
+    measured = []
+    again = build_table(tiny_space, get_target("eager"), path, config=fast_timing, progress=False,
+                        on_entry=lambda k, e: measured.append(k))
+    assert measured == []
+    assert again.correction == {"kind": "linear", "a": 1.25, "b": -3.0, "n": 4}
+    arch = tiny_space.sample(seed=0)
+    assert again.predict(arch) == pytest.approx(1.25 * again.predict(arch, correction="none") - 3.0)
+
+
 def test_mixing_fingerprints_is_refused_unless_allowed(tiny_space, fast_timing, tmp_path):
     path = tmp_path / "t.json"
     build_table(tiny_space, get_target("eager"), path, config=fast_timing, progress=False)

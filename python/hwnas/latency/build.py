@@ -97,6 +97,8 @@ def build_table(
         table.entries.update(existing.entries)
         table.call_overhead = existing.call_overhead
         table.notes = existing.notes
+        # A fitted correction belongs to the entries it was fitted on: keep it.
+        table.correction = existing.correction
 
     from dataclasses import asdict
 
