@@ -59,3 +59,21 @@ def test_validate_end_to_end_writes_report_and_png(tiny_space, fast_timing, tmp_
     other = get_target("eager", batch=2)
     with pytest.raises(ValueError, match="batch"):
         validate_table(table, tiny_space, other, num_archs=2, num_calibration=0, progress=False)
+
+
+def test_proportional_correction_is_the_relative_least_squares_scale():
+    from hwnas.latency import fit_linear_correction
+
+    raw = [100.0, 200.0, 400.0]
+    measured = [120.0, 250.0, 460.0]
+    fit = fit_linear_correction(raw, measured, intercept=False)
+    # Hand-derived: minimise sum (a * r_i - 1)^2 with r_i = raw_i / measured_i.
+    r = [x / y for x, y in zip(raw, measured)]
+    assert fit["a"] == pytest.approx(sum(r) / sum(v * v for v in r))
+    assert fit["b"] == 0.0 and fit["n"] == 3 and fit["fit"] == "proportional"
+    # Exact proportional data is recovered exactly; a two-parameter fit agrees there.
+    exact = fit_linear_correction(raw, [1.2 * x for x in raw], intercept=False)
+    assert exact["a"] == pytest.approx(1.2)
+    assert fit_linear_correction(raw, [1.2 * x for x in raw])["b"] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="at least 1"):
+        fit_linear_correction([], [], intercept=False)

@@ -70,8 +70,10 @@ def cached_table(space: Any, target: Any, cache_dir: Optional[str] = None, confi
         config: Per-entry timing (default: :func:`quick_timing`).
         progress: Progress bar while measuring.
         calibrate: If positive and the table has no fitted correction yet, measure
-            this many whole models to fit ``measured ~ a * table_sum + b`` (stored in
-            the cached table; predictions then use it).
+            this many whole models to fit the proportional correction
+            ``measured ~ a * table_sum`` (stored in the cached table; predictions then
+            use it). No intercept: searches reach models far smaller than the
+            calibration models, where a fitted intercept extrapolates badly.
         seed: Seed of the calibration architectures.
         drift_correction: Time every entry and calibration model through a
             :class:`~hwnas.latency.drift.DriftCorrectedTarget` (see :func:`measuring_target`);
@@ -99,7 +101,8 @@ def cached_table(space: Any, target: Any, cache_dir: Optional[str] = None, confi
         from hwnas.latency.validation import validate_table
 
         validate_table(table, space, target, num_archs=2, num_calibration=max(2, calibrate), seed=seed,
-                       config=calibration_timing(table), progress=progress, store_correction=True)
+                       config=calibration_timing(table), progress=progress, store_correction=True,
+                       intercept=False)
         table.save(path)
     return table
 
