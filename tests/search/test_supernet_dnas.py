@@ -118,7 +118,7 @@ def test_candidate_evaluation_recalibrates_batch_norm_and_restores_it(space, tab
 
 def test_objective_latency_is_on_the_scale_of_the_tables_predictions(space, table, splits):
     table.correction = {"kind": "linear", "a": 2.0, "b": 100.0, "n": 6}
-    search = FBNetSearch(space, table, splits, SearchConfig(epochs=1, num_samples=0), progress=False, log=None)
+    search = FBNetSearch(space, table, splits, SearchConfig(epochs=1, warmup_epochs=1, num_samples=0), progress=False, log=None)
     arch = space.make_arch(["k3_e3", "skip"])
     search.supernet.use_architecture(arch)
     search.supernet(splits.train.images[:2])
