@@ -82,6 +82,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument(
+        "--min-round-ms", type=float, default=20.0,
+        help="each round repeats a contender's step for at least this long (default 20 ms), "
+        "so that the sub-millisecond cases are timed in a steady state, not one cold call",
+    )
+    parser.add_argument(
         "--threads", type=int, default=1,
         help="intra-op threads (default 1: on a shared machine a preempted worker thread "
         "stalls every parallel op for a scheduler tick, which swamps the comparison)",
@@ -90,7 +95,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(machine_line())
-    print(f"forward + backward (grad of x and gates), median of {args.rounds} alternating rounds")
+    print(
+        f"forward + backward (grad of x and gates), median of {args.rounds} alternating rounds "
+        f"of >= {args.min_round_ms:g} ms each"
+    )
     header = (
         f"{'case':<24} {'fused ms':>9} {'best ms':>9} {'naive ms':>9} {'vs best':>8} {'vs naive':>9} "
         f"{'saved fused':>12} {'saved best':>12} {'saved naive':>12} {'fused/naive':>11} {'1/K':>6}"
@@ -106,7 +114,9 @@ def main() -> None:
         ref = forms["eager naive"](x, g).detach()
         for form in forms.values():
             torch.testing.assert_close(form(x, g).detach(), ref, atol=1e-5, rtol=1e-5)
-        times = time_rounds({n: step(f, x, g, grad_out) for n, f in forms.items()}, args.rounds)
+        times = time_rounds(
+            {n: step(f, x, g, grad_out) for n, f in forms.items()}, args.rounds, args.min_round_ms / 1e3
+        )
         saved = {n: saved_bytes(lambda f=f: f(x, g)) for n, f in forms.items()}
         med = {n: statistics.median(t) for n, t in times.items()}
         print(

@@ -11,6 +11,12 @@
 // where each channel of a sample is one contiguous run) and "channels inner"
 // (channels_last and any layout where the channels of a position are adjacent).
 // Anything else is computed in a contiguous copy.
+//
+// float32, the type supernets train in, has its own loops (channel_mask_rows.h):
+// AVX2 where the CPU has it, streaming stores for outputs larger than the caches, and
+// for the small feature maps of a search on small images (a few to a few dozen
+// positions per channel, too short a run to vectorise) a walk that treats a whole
+// sample as one C x S vector against a per-element copy of the channel scales.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -18,6 +24,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "../channel_mask_backward_plan.h"
@@ -26,6 +33,7 @@
 #include "../common/channel_layout.h"
 #include "../common/dense_layout.h"
 #include "buffer_pool.h"
+#include "channel_mask_rows.h"
 #include "host_values.h"
 
 namespace hwnas {
@@ -37,6 +45,11 @@ constexpr int64_t kMinElementsPerTask = 1 << 15;
 // Dot products are accumulated in acc_t over runs of at most this many elements and
 // then in double, so that float32 gate gradients stay accurate for large tensors.
 constexpr int64_t kDotChunk = 2048;
+// float32 samples of at most this many elements (C x S) with gates shared by the
+// batch are walked whole, against the expanded scales (64 KiB of floats: L2-resident).
+constexpr int64_t kExpandedMaxElements = 16384;
+// Rows summed in float per partial of the whole-sample walk's gate dot products.
+constexpr int64_t kMaxRowsPerPartial = 256;
 
 ChannelLayout classify(const at::Tensor& t) { return classify_channel_layout(t); }
 
@@ -111,6 +124,69 @@ void scale_channels(
   }
 }
 
+// scales[c] repeated over the S positions of channel c: one sample's worth.
+std::vector<float> expand_scales(const std::vector<float>& scales, int64_t C, int64_t S) {
+  std::vector<float> es(static_cast<size_t>(C * S));
+  for (int64_t c = 0; c < C; ++c) std::fill(es.begin() + c * S, es.begin() + (c + 1) * S, scales[c]);
+  return es;
+}
+
+bool streams(const Extent& e) {
+  return e.batch * e.channels * e.per_channel * static_cast<int64_t>(sizeof(float)) >= cpu::stream_min_bytes();
+}
+
+bool walks_whole_samples(const Extent& e, ChannelLayout layout, bool per_sample_scales) {
+  return layout == ChannelLayout::kChannelsOuter && !per_sample_scales &&
+         e.channels * e.per_channel <= kExpandedMaxElements;
+}
+
+// scale_channels for float32.
+void scale_channels_f32(const float* src, float* dst, const std::vector<float>& scales, bool per_sample_scales,
+                        const Extent& e, ChannelLayout layout) {
+  const int64_t B = e.batch, C = e.channels, S = e.per_channel;
+  const bool stream = streams(e);
+  if (walks_whole_samples(e, layout, per_sample_scales)) {
+    const std::vector<float> es = expand_scales(scales, C, S);
+    at::parallel_for(0, B, grain_for(C * S), [&](int64_t b0, int64_t b1) {
+      cpu::scale_rows(src + b0 * C * S, es.data(), dst + b0 * C * S, b1 - b0, C * S, stream);
+      if (stream) cpu::stream_fence();
+    });
+  } else if (layout == ChannelLayout::kChannelsOuter) {
+    at::parallel_for(0, B * C, grain_for(S), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const float s = scales[(per_sample_scales ? (r / C) * C : 0) + r % C];
+        cpu::scale_run(src + r * S, dst + r * S, s, S, stream);
+      }
+      if (stream) cpu::stream_fence();
+    });
+  } else {
+    // Channels inner: every position is one row of C channels; consecutive positions
+    // of one sample share a scale row.
+    at::parallel_for(0, B * S, grain_for(C), [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1;) {
+        const int64_t b = p / S;
+        const int64_t end = per_sample_scales ? std::min(p1, (b + 1) * S) : p1;
+        const float* srow = scales.data() + (per_sample_scales ? b * C : 0);
+        cpu::scale_rows(src + p * C, srow, dst + p * C, end - p, C, stream);
+        p = end;
+      }
+      if (stream) cpu::stream_fence();
+    });
+  }
+}
+
+// The forward of any supported type: float32's own loops, or the generic ones.
+template <typename scalar_t>
+void channel_mask_forward_any(const scalar_t* src, scalar_t* dst,
+                              const std::vector<at::opmath_type<scalar_t>>& scales, bool per_sample_scales,
+                              const Extent& e, ChannelLayout layout) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    scale_channels_f32(src, dst, scales, per_sample_scales, e, layout);
+  } else {
+    scale_channels<scalar_t>(src, dst, scales, per_sample_scales, e, layout);
+  }
+}
+
 at::Tensor channel_mask_cpu(const at::Tensor& x_in, const at::Tensor& gates, at::IntArrayRef widths) {
   check_channel_mask_inputs(x_in, gates, widths);
   TORCH_CHECK(
@@ -129,9 +205,8 @@ at::Tensor channel_mask_cpu(const at::Tensor& x_in, const at::Tensor& gates, at:
       at::kBFloat16, at::kHalf, x.scalar_type(), "hwnas_channel_mask_cpu", [&] {
         using acc_t = at::opmath_type<scalar_t>;
         const std::vector<acc_t> scales = scales_for<acc_t>(gates, widths, extent.channels);
-        scale_channels<scalar_t>(
-            x.const_data_ptr<scalar_t>(), work.mutable_data_ptr<scalar_t>(), scales,
-            gates.dim() == 2, extent, layout);
+        channel_mask_forward_any<scalar_t>(x.const_data_ptr<scalar_t>(), work.mutable_data_ptr<scalar_t>(), scales,
+                                           gates.dim() == 2, extent, layout);
       });
   if (!work.is_same(out)) out.copy_(work);
   return out;
@@ -234,6 +309,116 @@ void channel_mask_backward_impl(
   }
 }
 
+// [B * C] per-sample channel dots -> [rows * C] dots of each gate row: [K] gates
+// (rows = 1) are shared by the batch, so their dots sum over samples.
+std::vector<double> dots_per_gate_row(const std::vector<double>& channel_dots, int64_t B, int64_t C,
+                                      bool per_sample_scales) {
+  if (per_sample_scales) return channel_dots;
+  std::vector<double> row(static_cast<size_t>(C), 0.0);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t c = 0; c < C; ++c) row[c] += channel_dots[b * C + c];
+  }
+  return row;
+}
+
+// The backward for float32: grad_x = grad * scale[channel] (when gx is not null) and,
+// when x is not null, row_dots[r * C + c] = the dot products of channel c that gate row
+// r's gradient needs (rows = B for [B, K] gates, 1 for [K] gates), in one pass.
+void channel_mask_backward_f32(const float* g, const float* x, float* gx, const std::vector<float>& scales,
+                               bool per_sample_scales, const Extent& e, ChannelLayout layout,
+                               std::vector<double>& row_dots) {
+  const int64_t B = e.batch, C = e.channels, S = e.per_channel;
+  const bool want_x = gx != nullptr, want_dots = x != nullptr;
+  const bool stream = want_x && streams(e);
+  const int64_t streams_per_element = 1 + (want_x ? 1 : 0) + (want_dots ? 1 : 0);
+  const int64_t rows = per_sample_scales ? B : 1;
+  row_dots.assign(static_cast<size_t>(rows * C), 0.0);
+
+  if (walks_whole_samples(e, layout, per_sample_scales)) {
+    // Samples in fixed blocks (from the shape alone, so the sums do not depend on the
+    // thread count), each block summing its products per element in float.
+    const int64_t CS = C * S;
+    const std::vector<float> es = expand_scales(scales, C, S);
+    const int64_t block = std::clamp<int64_t>(kMinElementsPerTask / CS, 1, kMaxRowsPerPartial);
+    const int64_t blocks = (B + block - 1) / block;
+    std::vector<float> partial(want_dots ? static_cast<size_t>(blocks * CS) : 0, 0.f);
+    at::parallel_for(0, blocks, 1, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) {
+        const int64_t b0 = k * block, n = std::min(B, b0 + block) - b0;
+        cpu::scale_dot_rows(g + b0 * CS, want_dots ? x + b0 * CS : nullptr, es.data(),
+                            want_x ? gx + b0 * CS : nullptr, want_dots ? partial.data() + k * CS : nullptr, n, CS,
+                            stream);
+      }
+      if (stream) cpu::stream_fence();
+    });
+    if (want_dots) {
+      for (int64_t k = 0; k < blocks; ++k) {
+        const float* acc = partial.data() + k * CS;
+        for (int64_t c = 0; c < C; ++c) {
+          double sum = 0.0;
+          for (int64_t j = 0; j < S; ++j) sum += static_cast<double>(acc[c * S + j]);
+          row_dots[c] += sum;
+        }
+      }
+    }
+    return;
+  }
+
+  if (layout == ChannelLayout::kChannelsOuter) {
+    std::vector<double> channel_dots(want_dots ? static_cast<size_t>(B * C) : 0, 0.0);
+    at::parallel_for(0, B * C, grain_for(S * streams_per_element), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const float s = scales[(per_sample_scales ? (r / C) * C : 0) + r % C];
+        const double dot = cpu::scale_dot_run(g + r * S, want_dots ? x + r * S : nullptr,
+                                              want_x ? gx + r * S : nullptr, s, S, stream);
+        if (want_dots) channel_dots[r] = dot;
+      }
+      if (stream) cpu::stream_fence();
+    });
+    if (want_dots) row_dots = dots_per_gate_row(channel_dots, B, C, per_sample_scales);
+    return;
+  }
+
+  // Channels inner: fixed tiles of positions within a sample, each with C float
+  // partial dots, summed afterwards in tile order.
+  const int64_t tile = std::max<int64_t>(16, kDotChunk / std::max<int64_t>(1, C));
+  const int64_t tiles_per_sample = (S + tile - 1) / tile;
+  const int64_t num_tiles = B * tiles_per_sample;
+  std::vector<float> partial(want_dots ? static_cast<size_t>(num_tiles * C) : 0, 0.f);
+  at::parallel_for(0, num_tiles, grain_for(tile * C * streams_per_element), [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t b = t / tiles_per_sample;
+      const int64_t p0 = b * S + (t % tiles_per_sample) * tile;
+      const int64_t p1 = std::min(b * S + S, p0 + tile);
+      const float* srow = scales.data() + (per_sample_scales ? b * C : 0);
+      cpu::scale_dot_rows(g + p0 * C, want_dots ? x + p0 * C : nullptr, srow, want_x ? gx + p0 * C : nullptr,
+                          want_dots ? partial.data() + t * C : nullptr, p1 - p0, C, stream);
+    }
+    if (stream) cpu::stream_fence();
+  });
+  if (want_dots) {
+    for (int64_t t = 0; t < num_tiles; ++t) {
+      double* row = row_dots.data() + (per_sample_scales ? (t / tiles_per_sample) * C : 0);
+      const float* acc = partial.data() + t * C;
+      for (int64_t c = 0; c < C; ++c) row[c] += static_cast<double>(acc[c]);
+    }
+  }
+}
+
+// The backward of any supported type, giving the dots of each gate row.
+template <typename scalar_t>
+void channel_mask_backward_any(const scalar_t* g, const scalar_t* x, scalar_t* gx,
+                               const std::vector<at::opmath_type<scalar_t>>& scales, bool per_sample_scales,
+                               const Extent& e, ChannelLayout layout, std::vector<double>& row_dots) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    channel_mask_backward_f32(g, x, gx, scales, per_sample_scales, e, layout, row_dots);
+  } else {
+    std::vector<double> channel_dots;
+    channel_mask_backward_impl<scalar_t>(g, x, gx, scales, per_sample_scales, e, layout, channel_dots);
+    if (x != nullptr) row_dots = dots_per_gate_row(channel_dots, e.batch, e.channels, per_sample_scales);
+  }
+}
+
 std::tuple<at::Tensor, at::Tensor> channel_mask_backward_cpu(
     const at::Tensor& grad_in,
     const at::Tensor& x_in,
@@ -253,29 +438,22 @@ std::tuple<at::Tensor, at::Tensor> channel_mask_backward_cpu(
   at::Tensor& grad_gates = plan.grad_gates;
   const Extent extent(grad);
 
-  std::vector<double> channel_dots;
+  const bool per_sample_scales = gates.dim() == 2;
+  std::vector<double> per_row_dots;  // [rows * C], rows = B for [B, K] gates, 1 for [K]
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kBFloat16, at::kHalf, grad.scalar_type(), "hwnas_channel_mask_backward_cpu", [&] {
         using acc_t = at::opmath_type<scalar_t>;
         const std::vector<acc_t> scales = scales_for<acc_t>(gates, widths, extent.channels);
-        channel_mask_backward_impl<scalar_t>(
-            grad.const_data_ptr<scalar_t>(),
-            gates_needs_grad ? x.const_data_ptr<scalar_t>() : nullptr,
-            x_needs_grad ? work_grad_x.mutable_data_ptr<scalar_t>() : nullptr, scales,
-            gates.dim() == 2, extent, layout, channel_dots);
+        const scalar_t* x_ptr = gates_needs_grad ? x.const_data_ptr<scalar_t>() : nullptr;
+        scalar_t* gx_ptr = x_needs_grad ? work_grad_x.mutable_data_ptr<scalar_t>() : nullptr;
+        channel_mask_backward_any<scalar_t>(grad.const_data_ptr<scalar_t>(), x_ptr, gx_ptr, scales,
+                                            per_sample_scales, extent, layout, per_row_dots);
       });
   finish_channel_mask_backward(plan);
 
   if (gates_needs_grad) {
     const int64_t B = extent.batch, C = extent.channels, k = gates.size(-1);
-    const int64_t rows = gates.dim() == 2 ? B : 1;
-    std::vector<double> per_row_dots(static_cast<size_t>(rows * C), 0.0);
-    // [K] gates are shared by the batch: their channel dots sum over samples.
-    for (int64_t b = 0; b < B; ++b) {
-      double* dst = per_row_dots.data() + (rows == 1 ? 0 : b * C);
-      const double* src = channel_dots.data() + b * C;
-      for (int64_t c = 0; c < C; ++c) dst[c] += src[c];
-    }
+    const int64_t rows = per_sample_scales ? B : 1;
     std::vector<double> grads(static_cast<size_t>(rows * k));
     for (int64_t r = 0; r < rows; ++r) {
       gate_grads_from_channel_dots(per_row_dots.data() + r * C, widths.data(), k, grads.data() + r * k);
