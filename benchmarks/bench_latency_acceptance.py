@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{100 * statistics.mean(diffs):.2f}%, max {100 * max(diffs):.1f}%, tau {kendalltau(first, again)[0]:.3f}")
         for line in report.summary_lines()[1:]:
             say(f"[{name}] {line}")
-        for key in ("raw", "linear", "p10/raw", "p10/linear"):
+        for key in ("raw", "linear", "proportional", "p10/raw", "p10/linear"):
             if key in report.metrics:
                 m = report.metrics[key]
                 verdict = "PASS" if m["mape_pct"] <= 5 and m["kendall_tau"] >= 0.85 else "FAIL"

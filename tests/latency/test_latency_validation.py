@@ -48,7 +48,12 @@ def test_validate_end_to_end_writes_report_and_png(tiny_space, fast_timing, tmp_
     table = build_table(tiny_space, target, config=fast_timing, progress=False)
     report = validate_table(table, tiny_space, target, num_archs=4, num_calibration=3, config=fast_timing,
                             progress=False, plot_path=tmp_path / "p.png", report_path=tmp_path / "r.json")
-    assert set(report.metrics) == {"raw", "overhead", "linear"}
+    assert set(report.metrics) == {"raw", "overhead", "linear", "proportional"}
+    # The comparison fit is the proportional one: scaled table sums, no intercept.
+    prop = report.metrics["proportional"]
+    assert prop["b"] == 0.0 and prop["a"] > 0
+    expected = error_metrics([prop["a"] * r for r in report.raw], report.measured)
+    assert prop["mape_pct"] == pytest.approx(expected["mape_pct"])
     assert len(report.measured) == 4 and all(m > 0 for m in report.measured)
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     import json

@@ -392,6 +392,12 @@ def validate_table(
         metrics["overhead"] = error_metrics(overhead, measured)
     if linear is not None:
         metrics["linear"] = error_metrics(linear, measured)
+        # The other fit on the same calibration models, for comparison: a proportional
+        # scale when the stored one has an intercept, and the reverse.
+        other = fit_linear_correction([table.predict(a, correction="none") for a in calibration],
+                                      [r.median_us for r in calib_results], intercept=not intercept)
+        metrics["proportional" if intercept else "affine"] = dict(
+            error_metrics([other["a"] * x + other["b"] for x in raw], measured), a=other["a"], b=other["b"])
     for statistic in extra_statistics:
         view = table.with_statistic(statistic)
         meas_s = [getattr(r, f"{statistic}_us") for r in results]
