@@ -190,7 +190,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="reduced run: seed 0, 4 search epochs (1 warm-up), 6 train epochs, digits only")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--objective", default="fbnet", choices=("fbnet", "additive", "hard_target"))
-    parser.add_argument("--weights", default="0.6,2,6",
+    parser.add_argument("--weights", default="0.3,2,8",
                         help="latency weights: fbnet beta / additive lambda (rising), or hard_target targets in us (falling)")
     parser.add_argument("--search-epochs", type=int, default=SearchConfig.epochs)
     parser.add_argument("--warmup-epochs", type=int, default=SearchConfig.warmup_epochs)

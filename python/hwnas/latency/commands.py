@@ -141,8 +141,8 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
     build.add_argument("--out", required=True, help="table JSON path (continued if it exists)")
     build.add_argument("--restart", action="store_true", help="discard an existing table at --out")
     build.add_argument("--flush-mb", type=float, default=0.0,
-                       help="MiB written between block samples to evict caches (e.g. 4x the per-core L2, so a "
-                            "block finds its weights out of L2 as inside a whole model); default 0")
+                       help="MiB written between block samples to evict caches (e.g. 2x the per-core L2, so a "
+                            "block finds its weights out of L2 as inside a whole model, yet still in L3); default 0")
     build.add_argument("--drift-correction", action="store_true",
                        help="time a fixed reference model of the space between measurements and scale each "
                             "measurement to the machine's speed at the start of the build: cancels the "
