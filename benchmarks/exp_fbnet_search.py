@@ -13,8 +13,9 @@ seeds. Checks:
 * search wall time on digits <= 15 minutes.
 
 Part B (Table 5): search once for the eager PyTorch target and once for ONNX Runtime,
-then measure both models on both targets: the architectures differ, and each is
-faster on its own target than the other's.
+each under a hard latency target at the same fraction of its own target's typical
+latency, then measure both models on both targets: the architectures differ, and
+each is faster on its own target than the other's.
 
 Usage::
 
@@ -79,14 +80,20 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def run_search(args, dataset: str, resolution: int, weight: float, seed: int, target: str, out: str) -> dict[str, Any]:
-    search = SearchConfig(epochs=args.search_epochs, warmup_epochs=args.warmup_epochs, objective=_objective(args.objective, weight),
-                          seed=seed, num_samples=args.samples)
+def _pipeline_config(args, dataset: str, resolution: int, target: str, search: SearchConfig | None = None,
+                     seed: int = 0) -> PipelineConfig:
     retrain = TrainConfig(epochs=args.train_epochs, seed=seed)
-    config = PipelineConfig(data=dataset, resolution=resolution, data_seed=0, limit=args.limit, width=args.width,
-                            target=target, search=search.to_dict(), retrain=retrain.to_dict(), calibrate=args.calibrate,
-                            cache_dir=args.cache_dir)
-    folder = os.path.join(out, f"{os.path.basename(dataset)}-{target}-w{weight:g}-s{seed}")
+    return PipelineConfig(data=dataset, resolution=resolution, data_seed=0, limit=args.limit, width=args.width,
+                          target=target, search=(search or SearchConfig()).to_dict(), retrain=retrain.to_dict(),
+                          calibrate=args.calibrate, cache_dir=args.cache_dir)
+
+
+def run_search(args, dataset: str, resolution: int, weight: float, seed: int, target: str, out: str,
+               objective: dict[str, Any] | None = None, tag: str | None = None) -> dict[str, Any]:
+    search = SearchConfig(epochs=args.search_epochs, warmup_epochs=args.warmup_epochs,
+                          objective=objective or _objective(args.objective, weight), seed=seed, num_samples=args.samples)
+    config = _pipeline_config(args, dataset, resolution, target, search, seed)
+    folder = os.path.join(out, f"{os.path.basename(dataset)}-{target}-{tag or f'w{weight:g}'}-s{seed}")
     resume = folder if os.path.exists(os.path.join(folder, "config.json")) else None
     return search_pipeline(config, out=folder, resume=resume, progress=not args.quiet, log=_log if args.verbose else _quiet)
 
@@ -161,28 +168,59 @@ TABLE3_HEADER = (f"{'dataset':>12} {'weight':>7} {'pred us':>9} {'raw us':>9} {'
                  f"{'baseline':>10} {'base us':>9} {'base acc %':>12} {'min':>6}")
 
 
+def _budget(args, dataset: str, resolution: int, target: str) -> tuple[float, float]:
+    """``(budget, mean)``: ``--budget-fraction`` times the mean predicted latency of 200
+    random architectures of the space on ``target``'s (cached, calibrated) table, the
+    same table its search will use."""
+    from hwnas.search.pipeline import load_splits, make_space
+    from hwnas.search.tables import cached_table
+
+    config = _pipeline_config(args, dataset, resolution, target)
+    splits = load_splits(config)
+    space = make_space(config, splits.in_channels, splits.num_classes)
+    table = cached_table(space, get_target(target, threads=config.threads), config.cache_dir, progress=not args.quiet,
+                         calibrate=config.calibrate, seed=config.data_seed, drift_correction=config.drift_correction)
+    mean = statistics.fmean(table.predict(space.sample(seed=i)) for i in range(200))
+    return args.budget_fraction * mean, mean
+
+
 def part_b(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
-    """Table 5: search for eager and for ONNX Runtime, cross-measure both models."""
-    weight = args.weights[len(args.weights) // 2]
+    """Table 5: search for eager and for ONNX Runtime, cross-measure both models.
+
+    Each target's search gets the same relative budget: a hard latency target at
+    ``--budget-fraction`` of the mean latency of random architectures on that target
+    (FBNet searched each device at its own latency; a weight shared by two targets
+    whose latencies differ 10-fold would ask for different trade-offs). Each model
+    then spends its budget on what is cheap on its own target.
+    """
     seed = args.seeds[0]
-    archs, summaries = {}, {}
+    archs, summaries, budgets = {}, {}, {}
     for target in ("eager", "onnxruntime"):
-        summaries[target] = run_search(args, dataset, resolution, weight, seed, target, out)
+        budget, mean = _budget(args, dataset, resolution, target)
+        budgets[target] = {"budget_us": budget, "random_mean_us": mean}
+        objective = {"name": "hard_target", "target": budget, "lam": 2.0}
+        summaries[target] = run_search(args, dataset, resolution, budget, seed, target, out, objective=objective,
+                                       tag=f"budget{args.budget_fraction:g}")
         archs[target] = Architecture.load(os.path.join(summaries[target]["run"], "architecture.json"))
     matrix: dict[str, dict[str, float]] = {}
     # Each target measures through the drift correction of its own search's table.
     targets = {target: _run_target(summaries[target]) for target in summaries}
+    models = {}
     for arch_target, arch in archs.items():
         space = space_for_architecture(arch)
         torch.manual_seed(0)
-        model = space.build(arch)
-        matrix[arch_target] = {}
+        models[arch_target] = (space.build(arch), (space.in_channels, resolution, resolution))
+        matrix[arch_target] = {"eager": [], "onnxruntime": []}
+    # Alternate the two models on each target, 5 times: the machine is shared and noisy.
+    for _ in range(5):
         for run_target in ("eager", "onnxruntime"):
-            # Alternate repeated measurements: the machine is shared and noisy.
-            values = [measure_model_latency(model, targets[run_target], (space.in_channels, resolution, resolution))["median_us"]
-                      for _ in range(3)]
-            matrix[arch_target][run_target] = statistics.median(values)
-    return {"weight": weight, "archs": {k: a.to_string() for k, a in archs.items()}, "latency_us": matrix}
+            for arch_target, (model, shape) in models.items():
+                matrix[arch_target][run_target].append(measure_model_latency(model, targets[run_target], shape)["median_us"])
+    latency = {a: {t: statistics.median(v) for t, v in row.items()} for a, row in matrix.items()}
+    return {"budget_fraction": args.budget_fraction, "budgets": budgets,
+            "archs": {k: a.to_string() for k, a in archs.items()}, "latency_us": latency,
+            "predicted_us": {k: s["predicted_latency_us"] for k, s in summaries.items()},
+            "test_accuracy": {k: s["test_accuracy"] for k, s in summaries.items()}}
 
 
 def main(argv=None) -> int:
@@ -202,6 +240,9 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--no-mnist", action="store_true")
     parser.add_argument("--no-targets", action="store_true", help="skip part B (eager vs ONNX Runtime)")
+    parser.add_argument("--budget-fraction", type=float, default=0.6,
+                        help="part B: each target's hard latency target, as a fraction of the mean predicted "
+                             "latency of random architectures on that target (default 0.6)")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "fbnet_search"))
     parser.add_argument("--quiet", action="store_true")
@@ -230,10 +271,14 @@ def main(argv=None) -> int:
         results["table5"] = part_b(args, "digits", args.resolution, args.out)
         atomic_write_json(os.path.join(args.out, "results.json"), results)
         t5 = results["table5"]
-        print("\nTable 5 (small scale): latency (us) of each target's searched model on each target")
-        print(f"{'searched for':>14} {'on eager':>10} {'on onnxruntime':>15}  architecture")
+        print("\nTable 5 (small scale): latency (us) of each target's searched model on each target "
+              f"(median of 5 alternating measurements; budgets {args.budget_fraction:g} x the mean of random "
+              "architectures on each target)")
+        print(f"{'searched for':>14} {'budget us':>10} {'pred us':>8} {'on eager':>10} {'on onnxruntime':>15} {'acc %':>6}  architecture")
         for target, row in t5["latency_us"].items():
-            print(f"{target:>14} {row['eager']:>10.0f} {row['onnxruntime']:>15.0f}  {t5['archs'][target]}")
+            print(f"{target:>14} {t5['budgets'][target]['budget_us']:>10.0f} {t5['predicted_us'][target]:>8.0f} "
+                  f"{row['eager']:>10.0f} {row['onnxruntime']:>15.0f} {100 * t5['test_accuracy'][target]:>6.2f}  "
+                  f"{t5['archs'][target]}")
     print("\nchecks:")
     for block in results["table3"]:
         rows = block["rows"]
