@@ -83,21 +83,28 @@ def harness_section() -> None:
     # drifts by tens of percent over seconds, and only alternation close in time puts
     # both timers under the same drift (3 rounds of 1 s: ratios 0.89-1.12).
     config = TimingConfig(num_threads=1, budget_s=0.25, target_rel_ci=0.01, warmup_s=0.05)
+    # Timer.blocked_autorange reports the median of block means over blocks of many
+    # calls (about 10 ms here); the harness's default samples are single calls. The
+    # median of single calls sits below a median of block means whenever the
+    # distribution has a slow tail (page faults of a fresh 4 MiB output, interrupts),
+    # so the like-for-like comparison times blocks of >= 10 ms too; both are printed.
+    blocked = replace(config, min_sample_s=0.01, min_samples=5)
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
-    say(f"{'op':<26}{'harness us':>12}{'Timer us':>12}{'ratio':>8}{'script us':>12}")
+    say(f"{'op':<26}{'harness us':>12}{'blocks us':>12}{'Timer us':>12}{'ratio':>8}{'blocks/Timer':>13}{'script us':>12}")
     try:
         with torch.inference_mode():
             for name, fn, stmt, env, scripted in cases:
-                ours, theirs = [], []
+                ours, ours_blocked, theirs = [], [], []
                 for _ in range(9):  # interleaved rounds: drift and neighbours hit both alike
                     ours.append(time_callable(fn, config).median_us)
+                    ours_blocked.append(time_callable(fn, blocked).median_us)
                     theirs.append(Timer(stmt, globals=env, num_threads=1).blocked_autorange(min_run_time=0.25).median * 1e6)
-                o, t = statistics.median(ours), statistics.median(theirs)
+                o, ob, t = statistics.median(ours), statistics.median(ours_blocked), statistics.median(theirs)
                 script = ""
                 if scripted is not None:
                     script = f"{time_module(scripted[0], scripted[1], config).median_us:12.2f}"
-                say(f"{name:<26}{o:12.2f}{t:12.2f}{o / t:8.3f}{script}")
+                say(f"{name:<26}{o:12.2f}{ob:12.2f}{t:12.2f}{o / t:8.3f}{ob / t:13.3f}{script}")
     finally:
         torch.set_num_threads(previous)
 
