@@ -172,14 +172,12 @@ def _budget(args, dataset: str, resolution: int, target: str) -> tuple[float, fl
     """``(budget, mean)``: ``--budget-fraction`` times the mean predicted latency of 200
     random architectures of the space on ``target``'s (cached, calibrated) table, the
     same table its search will use."""
-    from hwnas.search.pipeline import load_splits, make_space
-    from hwnas.search.tables import cached_table
+    from hwnas.search.pipeline import load_splits, make_space, search_table
 
     config = _pipeline_config(args, dataset, resolution, target)
     splits = load_splits(config)
     space = make_space(config, splits.in_channels, splits.num_classes)
-    table = cached_table(space, get_target(target, threads=config.threads), config.cache_dir, progress=not args.quiet,
-                         calibrate=config.calibrate, seed=config.data_seed, drift_correction=config.drift_correction)
+    table = search_table(config, space, progress=not args.quiet)
     mean = statistics.fmean(table.predict(space.sample(seed=i)) for i in range(200))
     return args.budget_fraction * mean, mean
 

@@ -42,9 +42,9 @@ namespace {
 
 // Below this many elements per task, threading costs more than it saves.
 constexpr int64_t kMinElementsPerTask = 1 << 15;
-// Dot products are accumulated in acc_t over runs of at most this many elements and
-// then in double, so that float32 gate gradients stay accurate for large tensors.
-constexpr int64_t kDotChunk = 2048;
+// Dot products are accumulated in acc_t over runs of at most kDotChunk elements and
+// then in double (channel_mask_rows.h; the float32 loops do the same).
+using cpu::kDotChunk;
 // float32 samples of at most this many elements (C x S) with gates shared by the
 // batch are walked whole, against the expanded scales (64 KiB of floats: L2-resident).
 constexpr int64_t kExpandedMaxElements = 16384;
@@ -82,6 +82,34 @@ struct Extent {
         channels(t.size(1)),
         per_channel(t.numel() == 0 ? 0 : t.numel() / (t.size(0) * t.size(1))) {}
 };
+
+// The channels-inner backward cuts the positions of each sample into fixed tiles
+// (from the shape alone), each keeping C partial dots that are summed afterwards in
+// tile order: the result does not depend on the thread count.
+struct PositionTiles {
+  int64_t per_sample, tile, tiles_per_sample, count;
+  explicit PositionTiles(const Extent& e)
+      : per_sample(e.per_channel),
+        tile(std::max<int64_t>(16, kDotChunk / std::max<int64_t>(1, e.channels))),
+        tiles_per_sample((e.per_channel + tile - 1) / tile),
+        count(e.batch * tiles_per_sample) {}
+  int64_t sample(int64_t t) const { return t / tiles_per_sample; }
+  // Positions [first(t), end(t)) of tile t, counted over the whole batch.
+  int64_t first(int64_t t) const { return sample(t) * per_sample + (t % tiles_per_sample) * tile; }
+  int64_t end(int64_t t) const { return std::min((sample(t) + 1) * per_sample, first(t) + tile); }
+};
+
+// dots[row * C + c] += the tiles' partial dots, in tile order; row is the tile's sample
+// when per_sample_rows, else 0.
+template <typename acc_t>
+void add_tile_dots(const PositionTiles& tiles, const std::vector<acc_t>& partial, int64_t C, bool per_sample_rows,
+                   std::vector<double>& dots) {
+  for (int64_t t = 0; t < tiles.count; ++t) {
+    double* row = dots.data() + (per_sample_rows ? tiles.sample(t) * C : 0);
+    const acc_t* acc = partial.data() + t * C;
+    for (int64_t c = 0; c < C; ++c) row[c] += static_cast<double>(acc[c]);
+  }
+}
 
 // dst = src * scale[channel], with src and dst in the same walkable layout.
 template <typename scalar_t>
@@ -271,17 +299,13 @@ void channel_mask_backward_impl(
     return;
   }
 
-  // Channels inner: positions of one sample are cut into fixed tiles; each tile keeps
-  // C partial dots, summed afterwards in tile order (thread-count independent).
-  const int64_t tile = std::max<int64_t>(16, kDotChunk / std::max<int64_t>(1, C));
-  const int64_t tiles_per_sample = (S + tile - 1) / tile;
-  const int64_t num_tiles = B * tiles_per_sample;
-  std::vector<acc_t> partial(want_dots ? static_cast<size_t>(num_tiles * C) : 0);
-  at::parallel_for(0, num_tiles, grain_for(tile * C * streams), [&](int64_t t0, int64_t t1) {
+  // Channels inner: fixed tiles of positions (PositionTiles).
+  const PositionTiles tiles(e);
+  std::vector<acc_t> partial(want_dots ? static_cast<size_t>(tiles.count * C) : 0);
+  at::parallel_for(0, tiles.count, grain_for(tiles.tile * C * streams), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t b = t / tiles_per_sample;
-      const int64_t p0 = b * S + (t % tiles_per_sample) * tile;
-      const int64_t p1 = std::min(b * S + S, p0 + tile);
+      const int64_t b = tiles.sample(t);
+      const int64_t p0 = tiles.first(t), p1 = tiles.end(t);
       const acc_t* srow = scales.data() + (per_sample_scales ? b * C : 0);
       acc_t* acc = want_dots ? partial.data() + t * C : nullptr;
       if (want_dots) std::fill(acc, acc + C, acc_t(0));
@@ -300,13 +324,7 @@ void channel_mask_backward_impl(
       }
     }
   });
-  if (want_dots) {
-    for (int64_t t = 0; t < num_tiles; ++t) {
-      double* row = channel_dots.data() + (t / tiles_per_sample) * C;
-      const acc_t* acc = partial.data() + t * C;
-      for (int64_t c = 0; c < C; ++c) row[c] += static_cast<double>(acc[c]);
-    }
-  }
+  if (want_dots) add_tile_dots(tiles, partial, C, /*per_sample_rows=*/true, channel_dots);
 }
 
 // [B * C] per-sample channel dots -> [rows * C] dots of each gate row: [K] gates
@@ -379,30 +397,19 @@ void channel_mask_backward_f32(const float* g, const float* x, float* gx, const 
     return;
   }
 
-  // Channels inner: fixed tiles of positions within a sample, each with C float
-  // partial dots, summed afterwards in tile order.
-  const int64_t tile = std::max<int64_t>(16, kDotChunk / std::max<int64_t>(1, C));
-  const int64_t tiles_per_sample = (S + tile - 1) / tile;
-  const int64_t num_tiles = B * tiles_per_sample;
-  std::vector<float> partial(want_dots ? static_cast<size_t>(num_tiles * C) : 0, 0.f);
-  at::parallel_for(0, num_tiles, grain_for(tile * C * streams_per_element), [&](int64_t t0, int64_t t1) {
+  // Channels inner: fixed tiles of positions (PositionTiles), float partial dots.
+  const PositionTiles tiles(e);
+  std::vector<float> partial(want_dots ? static_cast<size_t>(tiles.count * C) : 0, 0.f);
+  at::parallel_for(0, tiles.count, grain_for(tiles.tile * C * streams_per_element), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t b = t / tiles_per_sample;
-      const int64_t p0 = b * S + (t % tiles_per_sample) * tile;
-      const int64_t p1 = std::min(b * S + S, p0 + tile);
-      const float* srow = scales.data() + (per_sample_scales ? b * C : 0);
+      const int64_t p0 = tiles.first(t), p1 = tiles.end(t);
+      const float* srow = scales.data() + (per_sample_scales ? tiles.sample(t) * C : 0);
       cpu::scale_dot_rows(g + p0 * C, want_dots ? x + p0 * C : nullptr, srow, want_x ? gx + p0 * C : nullptr,
                           want_dots ? partial.data() + t * C : nullptr, p1 - p0, C, stream);
     }
     if (stream) cpu::stream_fence();
   });
-  if (want_dots) {
-    for (int64_t t = 0; t < num_tiles; ++t) {
-      double* row = row_dots.data() + (per_sample_scales ? (t / tiles_per_sample) * C : 0);
-      const float* acc = partial.data() + t * C;
-      for (int64_t c = 0; c < C; ++c) row[c] += static_cast<double>(acc[c]);
-    }
-  }
+  if (want_dots) add_tile_dots(tiles, partial, C, per_sample_scales, row_dots);
 }
 
 // The backward of any supported type, giving the dots of each gate row.

@@ -23,10 +23,6 @@ namespace ops {
 namespace cpu {
 namespace {
 
-// Float partial sums are moved into double after this many products, so that long
-// runs keep float32 accuracy (the error of a float sum grows with its length).
-constexpr int64_t kDotChunk = 2048;
-
 // ------------------------------------------------------------------ portable loops
 
 void scale_run_portable(const float* x, float* o, float s, int64_t n) {

@@ -23,6 +23,11 @@ namespace cpu {
 int64_t stream_min_bytes();
 constexpr int64_t kStreamMinBytes = int64_t(4) << 20;
 
+// Dot products are accumulated in float over runs of at most this many products and
+// then in double, so that float32 gate gradients stay accurate for large tensors (the
+// error of a float sum grows with its length).
+constexpr int64_t kDotChunk = 2048;
+
 // o[j] = s * x[j] for j < n; a zero scale writes zeros without reading x.
 void scale_run(const float* x, float* o, float s, int64_t n, bool stream);
 

@@ -382,8 +382,9 @@ def validate_table(
     correction = None
     linear = None
     if calibration:
-        correction = fit_linear_correction([table.predict(a, correction="none") for a in calibration],
-                                           [r.median_us for r in calib_results], intercept=intercept)
+        calib_raw = [table.predict(a, correction="none") for a in calibration]
+        calib_measured = [r.median_us for r in calib_results]
+        correction = fit_linear_correction(calib_raw, calib_measured, intercept=intercept)
         linear = [correction["a"] * x + correction["b"] for x in raw]
         if store_correction:
             table.correction = correction
@@ -394,8 +395,7 @@ def validate_table(
         metrics["linear"] = error_metrics(linear, measured)
         # The other fit on the same calibration models, for comparison: a proportional
         # scale when the stored one has an intercept, and the reverse.
-        other = fit_linear_correction([table.predict(a, correction="none") for a in calibration],
-                                      [r.median_us for r in calib_results], intercept=not intercept)
+        other = fit_linear_correction(calib_raw, calib_measured, intercept=not intercept)
         metrics["proportional" if intercept else "affine"] = dict(
             error_metrics([other["a"] * x + other["b"] for x in raw], measured), a=other["a"], b=other["b"])
     for statistic in extra_statistics:

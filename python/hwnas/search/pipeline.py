@@ -120,6 +120,20 @@ def _log_default(line: str) -> None:
     print(line, flush=True)
 
 
+def search_table(config: PipelineConfig, space: Any, target: Any = None, progress: bool = True):
+    """The (cached, calibrated) latency table a search with ``config`` starts from.
+
+    ``target`` defaults to ``config.target`` at ``config.threads`` threads.
+    """
+    from hwnas.latency.targets import get_target
+
+    from .tables import cached_table
+
+    target = target if target is not None else get_target(config.target, threads=config.threads)
+    return cached_table(space, target, config.cache_dir, progress=progress, calibrate=config.calibrate,
+                        seed=config.data_seed, drift_correction=config.drift_correction)
+
+
 def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir: str = "runs",
                     resume: Optional[str] = None, progress: bool = True, log: Callable[[str], None] = _log_default,
                     keep_checkpoints: Optional[int] = 2) -> dict[str, Any]:
@@ -138,7 +152,7 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
     from hwnas.spaces.figure import draw_architecture
 
     from .plots import plot_accuracy_latency, plot_distribution_history
-    from .tables import cached_table, measuring_target
+    from .tables import measuring_target
 
     started = time.perf_counter()
     if resume is not None:
@@ -174,8 +188,7 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
 
         table = LatencyTable.load(own_table)
     else:
-        table = cached_table(space, target, config.cache_dir, progress=progress, calibrate=config.calibrate,
-                             seed=config.data_seed, drift_correction=config.drift_correction)
+        table = search_table(config, space, target, progress=progress)
         table.save(own_table)
     # Models are measured on the table's scale (its drift reference and baseline, if any).
     target = measuring_target(target, space, table)
