@@ -65,7 +65,7 @@ def test_given_baseline_sets_the_scale():
     inner, target = make(baseline=50.0)
     inner.speed = 2.0
     assert target.measure(Costed(40.0), (3, 4, 4), CONFIG).median_us == pytest.approx(40.0 * 2.0 * 50.0 / 200.0)
-    assert target.describe() == {"reference": "ref", "baseline_us": 50.0, "reference_budget_s": 0.15}
+    assert target.describe() == {"reference": "ref", "baseline_us": 50.0, "reference_budget_s": 0.05}
 
 
 def test_call_overhead_is_the_inner_targets_scaled():
@@ -133,3 +133,35 @@ def test_a_long_measurement_is_cut_into_separately_corrected_pieces():
     short = DriftCorrectedTarget(inner2, Costed(100.0), (3, 4, 4), piece_s=0.3)
     short.measure(Costed(40.0), (3, 4, 4), TimingConfig(min_samples=5, budget_s=0.4))
     assert inner2.calls == [100.0, 40.0, 100.0]
+
+
+class WarmupRecordingTarget(ScriptedSpeedTarget):
+    """Records each timing's (cost, warm-up calls, budget)."""
+
+    def __init__(self):
+        super().__init__()
+        self.configs = []
+
+    def measure(self, module, input_shape, config):
+        self.configs.append((module.cost_us, config.warmup_iters, config.budget_s))
+        return super().measure(module, input_shape, config)
+
+
+def test_only_the_first_timings_warm_up_fully():
+    # R P R P R P R: the first reference and the first piece warm up as configured,
+    # later ones with one call (the caches the other workload evicted come back).
+    inner = WarmupRecordingTarget()
+    target = DriftCorrectedTarget(inner, Costed(100.0), (3, 4, 4), piece_s=0.1, reference_budget_s=0.05)
+    target.measure(Costed(40.0), (3, 4, 4), TimingConfig(min_samples=5, warmup_iters=10, budget_s=0.3))
+    assert inner.configs == [(100.0, 3, 0.05), (40.0, 10, pytest.approx(0.1)), (100.0, 1, 0.05),
+                             (40.0, 1, pytest.approx(0.1)), (100.0, 1, 0.05), (40.0, 1, pytest.approx(0.1)),
+                             (100.0, 1, 0.05)]
+
+
+def test_default_pieces_are_short():
+    # A 3 s measurement is cut into 30 pieces of 0.1 s (the speed changes within a second).
+    inner = ScriptedSpeedTarget()
+    target = DriftCorrectedTarget(inner, Costed(100.0), (3, 4, 4))
+    result = target.measure(Costed(40.0), (3, 4, 4), TimingConfig(min_samples=5, budget_s=3.0))
+    assert inner.calls.count(40.0) == 30 and inner.calls.count(100.0) == 31
+    assert result.stop_reason.startswith("30 pieces of 0.10 s")
