@@ -125,3 +125,14 @@ def test_objective_latency_is_on_the_scale_of_the_tables_predictions(space, tabl
     # What the objective sees equals what selection and reports use (table.predict with the correction).
     assert float(search.calibrated(search.supernet.expected_latency())) == pytest.approx(table.predict(arch))
     assert table.predict(arch) == pytest.approx(2.0 * (10.0 + 30.0 + 1.0) + 100.0)
+
+
+def test_warmup_defaults_to_a_third_of_the_epochs():
+    assert SearchConfig().epochs == 30 and SearchConfig().warmup_epochs == 10
+    assert SearchConfig(epochs=8).warmup_epochs == 2
+    assert SearchConfig(epochs=1).warmup_epochs == 0
+    assert SearchConfig(epochs=8, warmup_epochs=5).warmup_epochs == 5
+    # The resolved value round-trips, so a resumed run keeps it.
+    assert SearchConfig(**SearchConfig(epochs=9).to_dict()).warmup_epochs == 3
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        SearchConfig(epochs=4, warmup_epochs=5)

@@ -78,7 +78,8 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
     search = parser.add_argument_group("search (FBNet)")
     search.add_argument("--epochs", type=int, default=d.epochs, help=f"search epochs, warm-up included (default {d.epochs})")
     search.add_argument("--warmup-epochs", type=int, default=None,
-                        help=f"leading epochs training weights only (default {d.warmup_epochs}, at most --epochs - 1)")
+                        help=f"leading epochs training weights only (default: a third of --epochs, "
+                             f"{d.epochs // 3} for {d.epochs})")
     search.add_argument("--batch-size", type=int, default=d.batch_size,
                         help=f"batch size of the weight steps (default {d.batch_size})")
     search.add_argument("--arch-batch-size", type=int, default=d.arch_batch_size,
@@ -137,8 +138,7 @@ def run_search(args: argparse.Namespace) -> int:
     else:
         search = SearchConfig(
             epochs=args.epochs, batch_size=args.batch_size,
-            warmup_epochs=(args.warmup_epochs if args.warmup_epochs is not None else
-                           min(SearchConfig.warmup_epochs, max(0, args.epochs - 1))),
+            warmup_epochs=args.warmup_epochs,
             arch_batch_size=args.arch_batch_size, weight_lr=args.weight_lr,
             arch_lr=args.arch_lr, initial_temperature=args.temperature, temperature_decay=args.temperature_decay,
             weight_mode=args.weight_mode, objective=_objective_from_args(args), num_samples=args.samples, seed=args.seed,

@@ -77,7 +77,7 @@ class SearchConfig(DictConfig):
 
     Attributes:
         epochs: Total epochs, warm-up included.
-        warmup_epochs: Leading epochs that train the weights only.
+        warmup_epochs: Leading epochs that train the weights only (``None``: ``epochs // 3``).
         batch_size: Examples per weight step.
         arch_batch_size: Examples per architecture step. Smaller than ``batch_size``
             because the architecture split is small (20% of the training split): on
@@ -99,8 +99,13 @@ class SearchConfig(DictConfig):
 
     config_name = "search config"
 
-    epochs: int = 8
-    warmup_epochs: int = 2
+    # 30 epochs, 10 of them weights only: with 8 (2 warm-up) the supernet saw about 130
+    # weight steps on digits, reached a training accuracy of 0.39, and the first
+    # architecture epoch already sent every layer to skip (an untrained network loses
+    # least by passing its input through); the same search at 30/10 reached 0.85
+    # supernet validation accuracy against 0.37, in about 2 minutes instead of 35 s.
+    epochs: int = 30
+    warmup_epochs: Optional[int] = None  # None: a third of the epochs
     batch_size: int = 64
     arch_batch_size: int = 16
     weight_lr: float = 0.05
@@ -109,7 +114,7 @@ class SearchConfig(DictConfig):
     arch_lr: float = 0.1
     arch_weight_decay: float = 5e-4
     initial_temperature: float = 5.0
-    temperature_decay: float = 0.7
+    temperature_decay: float = 0.926  # 5 -> 0.54 over 30 epochs
     weight_mode: str = "gumbel"
     arch_mode: str = "gumbel"
     arch_fraction: float = 0.2
@@ -121,6 +126,8 @@ class SearchConfig(DictConfig):
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.warmup_epochs is None:
+            self.warmup_epochs = self.epochs // 3
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise ValueError(f"warmup_epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs}")
         if not 0 < self.arch_fraction < 1:
