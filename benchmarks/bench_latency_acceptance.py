@@ -179,10 +179,15 @@ def main(argv: list[str] | None = None) -> int:
                              "on a Sapphire Rapids VM 8 MiB, which also pushed weights out of L3, gave 5.2%, 0.844.")
     parser.add_argument("--no-drift-correction", action="store_true",
                         help="time without the reference model that cancels machine-speed drift")
+    parser.add_argument("--refine-strength", type=float, default=0.03,
+                        help="also judge the table refined on the calibration models (refine_table_from_models) "
+                             "with this strength; negative: skip. Use with --calibration of a few dozen")
     parser.add_argument("--repeat-check", action="store_true",
                         help="measure the validation models a second time and report how well two measurements "
                              "of the same models agree (the resolution of the measurement itself)")
     args = parser.parse_args(argv)
+    if args.refine_strength < 0:
+        args.refine_strength = None
     if args.flush_mb is None:
         args.flush_mb = 2 * _l2_bytes() / (1 << 20)
     os.makedirs(args.out, exist_ok=True)
@@ -214,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             table, space, target, num_archs=args.archs, num_calibration=args.calibration, seed=0, config=model_timing,
             progress=False, plot_path=os.path.join(args.out, f"validation_{name}.png"),
             report_path=os.path.join(args.out, f"validation_{name}.json"), extra_statistics=("p10",), rounds=args.rounds,
+            refine_strength=args.refine_strength,
         )
         if isinstance(target, DriftCorrectedTarget):
             table.notes["drift_correction"] = target.describe()
@@ -235,7 +241,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{100 * statistics.mean(diffs):.2f}%, max {100 * max(diffs):.1f}%, tau {kendalltau(first, again)[0]:.3f}")
         for line in report.summary_lines()[1:]:
             say(f"[{name}] {line}")
-        for key in ("raw", "linear", "proportional", "p10/raw", "p10/linear"):
+        if "refined" in report.metrics:
+            r = report.metrics["refined"]
+            say(f"[{name}] refined table (calibration n={r['n_models']}, strength {r['strength']:g}): scale of the "
+                f"standalone entries {r['a']:.3f}, fixed part {r['b']:.1f} us, calibration MAPE {r['residual_mape_pct']:.2f}%")
+        for key in ("raw", "linear", "proportional", "refined", "p10/raw", "p10/linear"):
             if key in report.metrics:
                 m = report.metrics[key]
                 verdict = "PASS" if m["mape_pct"] <= 5 and m["kendall_tau"] >= 0.85 else "FAIL"

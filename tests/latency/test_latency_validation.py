@@ -47,8 +47,10 @@ def test_validate_end_to_end_writes_report_and_png(tiny_space, fast_timing, tmp_
     target = get_target("eager")
     table = build_table(tiny_space, target, config=fast_timing, progress=False)
     report = validate_table(table, tiny_space, target, num_archs=4, num_calibration=3, config=fast_timing,
-                            progress=False, plot_path=tmp_path / "p.png", report_path=tmp_path / "r.json")
-    assert set(report.metrics) == {"raw", "overhead", "linear", "proportional"}
+                            progress=False, plot_path=tmp_path / "p.png", report_path=tmp_path / "r.json",
+                            refine_strength=0.03)
+    assert set(report.metrics) == {"raw", "overhead", "linear", "proportional", "refined"}
+    assert report.metrics["refined"]["n_models"] == 3 and report.metrics["refined"]["strength"] == 0.03
     # The comparison fit is the proportional one: scaled table sums, no intercept.
     prop = report.metrics["proportional"]
     assert prop["b"] == 0.0 and prop["a"] > 0

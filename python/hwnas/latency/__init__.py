@@ -26,7 +26,14 @@ from .harness import (
     time_module,
     time_operator,
 )
-from .predictors import BlockConfig, BlockCostPredictor, block_features, fit_table_from_models, table_training_data
+from .predictors import (
+    BlockConfig,
+    BlockCostPredictor,
+    block_features,
+    fit_table_from_models,
+    refine_table_from_models,
+    table_training_data,
+)
 from .table import LatencyTable, TableEntry, entry_key
 from .targets import EagerTarget, OnnxRuntimeTarget, Target, TorchScriptTarget, get_target, list_targets, register_target
 from .validation import (
@@ -65,6 +72,7 @@ __all__ = [
     "fingerprint_differences",
     "fit_linear_correction",
     "fit_table_from_models",
+    "refine_table_from_models",
     "get_target",
     "harness_overhead",
     "list_targets",

@@ -117,7 +117,7 @@ class LatencyTable:
         call_overhead: Cost every separately measured call pays once (per-run
             overhead of the target and the harness), or ``None`` if not measured.
         correction: Fitted correction ``{"kind": "linear", "a": .., "b": ..}`` or ``None``.
-        source: ``"measured"``, ``"least_squares"`` or ``"user"``.
+        source: ``"measured"``, ``"least_squares"``, ``"refined"`` or ``"user"``.
         complete: Whether every key of :meth:`required_keys` has an entry.
     """
 

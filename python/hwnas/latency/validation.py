@@ -331,6 +331,7 @@ def validate_table(
     extra_statistics: Sequence[str] = (),
     rounds: int = 1,
     intercept: bool = True,
+    refine_strength: Optional[float] = None,
 ) -> ValidationReport:
     """Measures whole models and compares them with the table's predictions.
 
@@ -354,6 +355,10 @@ def validate_table(
         rounds: Interleaved measuring rounds (see :func:`measure_architectures`).
         intercept: Fit ``measured ~ a * raw + b`` (True) or ``a * raw`` (see
             :func:`fit_linear_correction`).
+        refine_strength: Also fit :func:`~hwnas.latency.predictors.refine_table_from_models`
+            with this strength on the calibration models and report it as
+            ``"refined"`` (``None``: not). It needs more calibration models than a
+            linear fit: a few dozen.
 
     Raises:
         ValueError: Fingerprints differ (and not ``allow_mixed``), or the table is incomplete.
@@ -398,6 +403,12 @@ def validate_table(
         other = fit_linear_correction(calib_raw, calib_measured, intercept=not intercept)
         metrics["proportional" if intercept else "affine"] = dict(
             error_metrics([other["a"] * x + other["b"] for x in raw], measured), a=other["a"], b=other["b"])
+        if refine_strength is not None:
+            from .predictors import refine_table_from_models
+
+            refined = refine_table_from_models(table, space, calibration, calib_measured, strength=refine_strength)
+            metrics["refined"] = dict(error_metrics([refined.predict(a, correction="none") for a in validation],
+                                                    measured), **refined.notes["refined"])
     for statistic in extra_statistics:
         view = table.with_statistic(statistic)
         meas_s = [getattr(r, f"{statistic}_us") for r in results]
