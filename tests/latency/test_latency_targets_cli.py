@@ -61,10 +61,12 @@ def test_cli_build_then_validate(tmp_path, capsys):
     data = json.loads(table.read_text())
     assert data["format"] == "hwnas.latency_table" and data["complete"]
     rc = commands.main(["latency", "validate", "--table", str(table), "--num-archs", "3", "--calibration", "2",
-                        "--plot", str(tmp_path / "p.png"), "--report", str(tmp_path / "r.json")] + common)
+                        "--plot", str(tmp_path / "p.png"), "--report", str(tmp_path / "r.json"),
+                        "--refine-strength", "0.03"] + common)
     assert rc == 0
     out = capsys.readouterr().out
     assert "MAPE" in out and "tau" in out and (tmp_path / "p.png").exists()
+    assert "refined" in json.loads((tmp_path / "r.json").read_text())["metrics"] and "  refined " in out
     assert json.loads(table.read_text())["correction"]["kind"] == "linear"
     rc = commands.main(["latency", "build", "--space", "fbnet_small", "--resolution", "8", "--target", "eager",
                         "--threads", "2", "--out", str(table)] + common)

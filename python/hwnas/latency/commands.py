@@ -92,7 +92,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         table, space, target, num_archs=args.num_archs, num_calibration=args.calibration, seed=args.seed,
         config=_timing(args, DEFAULT_MODEL_TIMING, table.notes.get("timing", {}).get("clock", "steady")),
         allow_mixed=args.allow_mixed, progress=not args.quiet,
-        plot_path=args.plot, report_path=args.report,
+        plot_path=args.plot, report_path=args.report, refine_strength=args.refine_strength,
     )
     if args.calibration and args.store_correction:
         table.save(args.table)
@@ -155,6 +155,10 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
     validate.add_argument("--num-archs", type=int, default=30, help="random architectures measured end to end (default 30)")
     validate.add_argument("--calibration", type=int, default=10, help="extra architectures to fit the correction on")
     validate.add_argument("--seed", type=int, default=0, help="seed of the architecture sample (default 0)")
+    validate.add_argument("--refine-strength", type=float, default=None,
+                          help="also report the table refined on the calibration models (every entry fitted to "
+                               "whole-model costs, pulled towards the scaled standalone entries with this "
+                               "strength, e.g. 0.03); needs a few dozen --calibration models")
     validate.add_argument("--plot", default=None, help="predicted-versus-measured PNG path")
     validate.add_argument("--report", default=None, help="JSON report path")
     validate.add_argument("--no-store-correction", dest="store_correction", action="store_false",
