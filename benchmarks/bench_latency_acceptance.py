@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_latency_acceptance.py --out runs/latency_acceptance [--resolution 64]
-        [--archs 30] [--calibration 10] [--clock thread_cpu] [--targets eager onnxruntime]
+        [--archs 30] [--calibration 40] [--clock thread_cpu] [--targets eager onnxruntime]
 
 Prints (and writes to ``<out>/acceptance.txt``):
 
@@ -164,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--space", default="fbnet")
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--archs", type=int, default=30)
-    parser.add_argument("--calibration", type=int, default=10)
+    parser.add_argument("--calibration", type=int, default=40,
+                        help="calibration architectures for the corrections (default 40: with 10, the ONNX Runtime "
+                             "affine fit missed MAPE 5%% in three runs, 6.5-7.4%%; with 40 it gave 4.5%%)")
     parser.add_argument("--clock", choices=("steady", "thread_cpu"), default="thread_cpu")
     parser.add_argument("--targets", nargs="+", default=["eager", "onnxruntime"])
     parser.add_argument("--skip-harness", action="store_true")
