@@ -177,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                              "when the OS does not say). Inside a whole model a block finds its weights evicted "
                              "from L2 by the other blocks, but still in L3 (the model runs in a loop); a "
                              "standalone block in a hot loop finds them in L2. Twice L2 evicts L2 and leaves L3 "
-                             "alone. On a 2-core AMD EPYC VM (512 KiB L2) 1 MiB gave table MAPE 2.5%, tau 0.945; "
-                             "on a Sapphire Rapids VM 8 MiB, which also pushed weights out of L3, gave 5.2%, 0.844.")
+                             "alone. On a 2-core AMD EPYC VM (512 KiB L2) 1 MiB gave table MAPE 2.5%%, tau 0.945; "
+                             "on a Sapphire Rapids VM 8 MiB, which also pushed weights out of L3, gave 5.2%%, 0.844.")
     parser.add_argument("--no-drift-correction", action="store_true",
                         help="time without the reference model that cancels machine-speed drift")
     parser.add_argument("--refine-strength", type=float, default=0.03,
