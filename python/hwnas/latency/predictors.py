@@ -313,6 +313,21 @@ class BlockCostPredictor:
         return predictor
 
 
+def _check_layers(arch: Any, layer_keys: Sequence[Mapping[str, str]]) -> None:
+    if len(arch.choices) != len(layer_keys):
+        raise ValueError(f"architecture with {len(arch.choices)} layers for a space of {len(layer_keys)}")
+
+
+def _count_design(layer_keys: Sequence[Mapping[str, str]], archs: Sequence[Any], column: Mapping[str, int],
+                  extra: int) -> np.ndarray:
+    """``[len(archs), len(column) + extra]``: how often each architecture uses each key (extra columns 0)."""
+    design = np.zeros((len(archs), len(column) + extra))
+    for row, arch in enumerate(archs):
+        for keys, choice in zip(layer_keys, arch.choices):
+            design[row, column[keys[choice]]] += 1.0
+    return design
+
+
 def fit_table_from_models(
     space: Any,
     archs: Sequence[Any],
@@ -354,16 +369,11 @@ def fit_table_from_models(
     layer_keys = layer_entry_keys(space)
     used: dict[str, int] = {}
     for arch in archs:
-        if len(arch.choices) != len(layer_keys):
-            raise ValueError(f"architecture with {len(arch.choices)} layers for a space of {len(layer_keys)}")
+        _check_layers(arch, layer_keys)
         for keys, choice in zip(layer_keys, arch.choices):
             used.setdefault(keys[choice], len(used))
-    columns = list(used)
-    design = np.zeros((len(archs), len(columns) + 1))
+    design = _count_design(layer_keys, archs, used, extra=1)
     design[:, -1] = 1.0  # the fixed part
-    for row, arch in enumerate(archs):
-        for keys, choice in zip(layer_keys, arch.choices):
-            design[row, used[keys[choice]]] += 1.0
     rank = int(np.linalg.matrix_rank(design))
     weighted = design / y[:, None]
     target = np.ones_like(y)
@@ -453,13 +463,10 @@ def refine_table_from_models(
     column = {key: i for i, key in enumerate(keys)}
     prior = np.array([table.value(key) for key in keys])
     n = len(keys)
-    design = np.zeros((y.size, n + 2))  # entries, a (not in the models), b
+    for arch in archs:
+        _check_layers(arch, layer_keys)
+    design = _count_design(layer_keys, archs, column, extra=2)  # entries, a (not in the models), b
     design[:, -1] = 1.0
-    for row, arch in enumerate(archs):
-        if len(arch.choices) != len(layer_keys):
-            raise ValueError(f"architecture with {len(arch.choices)} layers for a space of {len(layer_keys)}")
-        for keys_of_layer, choice in zip(layer_keys, arch.choices):
-            design[row, column[keys_of_layer[choice]]] += 1.0
     spread = np.maximum(prior, 1.0)
     pull = np.zeros((n, n + 2))
     pull[:, :n] = np.eye(n) / spread[:, None]
