@@ -165,3 +165,12 @@ def test_default_pieces_are_short():
     result = target.measure(Costed(40.0), (3, 4, 4), TimingConfig(min_samples=5, budget_s=3.0))
     assert inner.calls.count(40.0) == 30 and inner.calls.count(100.0) == 31
     assert result.stop_reason.startswith("30 pieces of 0.10 s")
+
+
+def test_first_reference_warms_up_fully_with_a_stored_baseline():
+    # A validation in another process reuses the table's baseline; its first reference
+    # timing still starts cold, so it warms up as the first one of a build does.
+    inner = WarmupRecordingTarget()
+    target = DriftCorrectedTarget(inner, Costed(100.0), (3, 4, 4), baseline_us=50.0, reference_budget_s=0.05)
+    target.measure(Costed(40.0), (3, 4, 4), TimingConfig(min_samples=5, warmup_iters=10, budget_s=0.01))
+    assert inner.configs[0] == (100.0, 3, 0.05) and inner.configs[-1] == (100.0, 1, 0.05)

@@ -116,8 +116,7 @@ class DriftCorrectedTarget(Target):
     def calibrate(self, config: TimingConfig) -> float:
         """Takes the baseline now (unless one is set) and returns it."""
         if self.baseline_us is None:
-            self._last_reference = self._reference(config)
-            self.baseline_us = self._last_reference
+            self.baseline_us = self._reference(config)
         return self.baseline_us
 
     def factor_summary(self) -> str:
@@ -129,13 +128,16 @@ class DriftCorrectedTarget(Target):
                 f"over {len(f)} measurements")
 
     def _reference(self, config: TimingConfig) -> float:
-        # The first timing warms the reference up properly; later ones need one call to
-        # bring back what the measurement in between evicted.
-        first = self._last_reference is None and self.baseline_us is None
+        """Times the reference and remembers the result as the latest reference timing."""
+        # The first timing warms the reference up properly (also when the baseline
+        # came from a stored table); later ones need one call to bring back what the
+        # measurement in between evicted.
+        first = self._last_reference is None
         cfg = replace(config, budget_s=self.reference_budget_s, min_samples=min(config.min_samples, 5),
                       warmup_s=min(config.warmup_s, 0.02) if first else 0.0,
                       warmup_iters=min(config.warmup_iters, 3) if first else 1, flush_bytes=0)
-        return self._time_reference(cfg).median_us
+        self._last_reference = self._time_reference(cfg).median_us
+        return self._last_reference
 
     def measure(self, module: nn.Module, input_shape: Sequence[int], config: TimingConfig) -> TimingResult:
         pieces = min(MAX_PIECES, int(config.budget_s / self.piece_s + 0.5))
@@ -178,7 +180,6 @@ class DriftCorrectedTarget(Target):
             self.baseline_us = before
         result = timed()
         after = self._reference(config)
-        self._last_reference = after
         factor = self.baseline_us / (0.5 * (before + after))
         self.factors.append(factor)
         scaled = sample_statistics([s * factor for s in result.samples_us], config.confidence)
