@@ -13,15 +13,16 @@ seeds. Checks:
 * search wall time on digits <= 15 minutes.
 
 Part B (Table 5): search once for the eager PyTorch target and once for ONNX Runtime,
-each under a hard latency target at the same fraction of its own target's typical
-latency, then measure both models on both targets: the architectures differ, and
-each is faster on its own target than the other's.
+each under a hard latency target at the predicted latency, on that target, of the
+same MobileNetV2-style reference model; then measure both models on both targets:
+the architectures differ, and each is faster on its own target than the other's.
 
 Usage::
 
     python benchmarks/exp_fbnet_search.py                     # full: 3 weights x 3 seeds, both parts
     python benchmarks/exp_fbnet_search.py --quick             # reduced: 1 seed, short epochs, digits only
     python benchmarks/exp_fbnet_search.py --seeds 0,1,2 --weights 0.6,4,16 --search-epochs 6 --train-epochs 10
+    python benchmarks/exp_fbnet_search.py --no-digits --mnist-resolution 8 --limit 1797   # MNIST at digits' cost
 
 Columns: ``pred us`` is the table's prediction with its fitted linear correction (what
 the search optimised and selected on), ``raw us`` the plain sum of table entries (FBNet
@@ -51,7 +52,7 @@ from common import machine_line  # noqa: E402
 from hwnas.data import load_dataset, prepare_splits  # noqa: E402
 from hwnas.latency.targets import get_target  # noqa: E402
 from hwnas.runs import atomic_write_json  # noqa: E402
-from hwnas.search.baselines import scale_baseline_to_latency  # noqa: E402
+from hwnas.search.baselines import mobilenet_v2_style, scale_baseline_to_latency  # noqa: E402
 from hwnas.search.dnas import SearchConfig  # noqa: E402
 from hwnas.search.pipeline import PipelineConfig, search_pipeline, train_architecture  # noqa: E402
 from hwnas.search.retrain import TrainConfig, measure_model_latency  # noqa: E402
@@ -149,7 +150,7 @@ def part_a(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
                          "measured_us": base_lats, "accuracy": _mean_std(base_accs), "within_budget": picked["within_budget"]},
         }
         rows.append(row)
-        print(_row_text(dataset, row), flush=True)
+        print(_row_text(f"{os.path.basename(dataset)}@{resolution}", row), flush=True)
     return {"dataset": dataset, "resolution": resolution, "rows": rows}
 
 
@@ -157,7 +158,7 @@ def _row_text(dataset: str, row: dict[str, Any]) -> str:
     acc, sd = row["accuracy"]
     bacc, bsd = row["baseline"]["accuracy"]
     raw = [v for v in row["predicted_raw_us"] if v is not None]
-    return (f"{os.path.basename(dataset):>12} {row['weight']:>7g} {statistics.fmean(row['predicted_us']):>9.0f} "
+    return (f"{dataset:>12} {row['weight']:>7g} {statistics.fmean(row['predicted_us']):>9.0f} "
             f"{(statistics.fmean(raw) if raw else float('nan')):>9.0f} {statistics.fmean(row['measured_us']):>9.0f} {100 * row['max_abs_latency_error']:>6.1f}% "
             f"{100 * acc:>6.2f}±{100 * sd:<5.2f} {'w%g d%g' % (row['baseline']['width'], row['baseline']['depth']):>10} "
             f"{statistics.fmean(row['baseline']['measured_us']):>9.0f} {100 * bacc:>6.2f}±{100 * bsd:<5.2f} "
@@ -168,37 +169,46 @@ TABLE3_HEADER = (f"{'dataset':>12} {'weight':>7} {'pred us':>9} {'raw us':>9} {'
                  f"{'baseline':>10} {'base us':>9} {'base acc %':>12} {'min':>6}")
 
 
-def _budget(args, dataset: str, resolution: int, target: str) -> tuple[float, float]:
-    """``(budget, mean)``: ``--budget-fraction`` times the mean predicted latency of 200
-    random architectures of the space on ``target``'s (cached, calibrated) table, the
-    same table its search will use."""
+def _budget(args, dataset: str, resolution: int, target: str) -> dict[str, Any]:
+    """Part B's budget on ``target``: ``--budget-fraction`` times the predicted latency of
+    the MobileNetV2-style reference (the space's width, ``--reference-depth``) on the
+    (cached, calibrated) table that ``target``'s search will use. Also the mean of 200
+    random architectures, for scale."""
     from hwnas.search.pipeline import load_splits, make_space, search_table
 
     config = _pipeline_config(args, dataset, resolution, target)
     splits = load_splits(config)
     space = make_space(config, splits.in_channels, splits.num_classes)
     table = search_table(config, space, progress=not args.quiet)
+    _, reference = mobilenet_v2_style(space.name, dict(resolution=resolution, in_channels=splits.in_channels,
+                                                       num_classes=splits.num_classes, width=args.width),
+                                      args.width, args.reference_depth)
+    reference_us = table.predict(reference)
     mean = statistics.fmean(table.predict(space.sample(seed=i)) for i in range(200))
-    return args.budget_fraction * mean, mean
+    return {"budget_us": args.budget_fraction * reference_us, "reference_us": reference_us,
+            "reference": reference.to_string(), "random_mean_us": mean}
 
 
 def part_b(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
     """Table 5: search for eager and for ONNX Runtime, cross-measure both models.
 
-    Each target's search gets the same relative budget: a hard latency target at
-    ``--budget-fraction`` of the mean latency of random architectures on that target
-    (FBNet searched each device at its own latency; a weight shared by two targets
-    whose latencies differ 10-fold would ask for different trade-offs). Each model
-    then spends its budget on what is cheap on its own target.
+    Both searches get the same task on their own target: a hard latency target at
+    the predicted latency of one hand-designed reference, the MobileNetV2-style model
+    of the space at ``--reference-depth`` (times ``--budget-fraction``): "be as fast as
+    this hand-designed model, on your device". A weight shared by two
+    targets whose latencies differ 40-fold would ask for different trade-offs, and a
+    fraction of each target's random mean asks for models of different sizes when the
+    two targets rank the space's big and small blocks differently. Each model then
+    spends its budget on what is cheap on its own target.
     """
     seed = args.seeds[0]
     archs, summaries, budgets = {}, {}, {}
     for target in ("eager", "onnxruntime"):
-        budget, mean = _budget(args, dataset, resolution, target)
-        budgets[target] = {"budget_us": budget, "random_mean_us": mean}
+        budgets[target] = _budget(args, dataset, resolution, target)
+        budget = budgets[target]["budget_us"]
         objective = {"name": "hard_target", "target": budget, "lam": 2.0}
         summaries[target] = run_search(args, dataset, resolution, budget, seed, target, out, objective=objective,
-                                       tag=f"budget{args.budget_fraction:g}")
+                                       tag=f"ref-d{args.reference_depth:g}-x{args.budget_fraction:g}")
         archs[target] = Architecture.load(os.path.join(summaries[target]["run"], "architecture.json"))
     matrix: dict[str, dict[str, float]] = {}
     # Each target measures through the drift correction of its own search's table.
@@ -215,7 +225,7 @@ def part_b(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
             for arch_target, (model, shape) in models.items():
                 matrix[arch_target][run_target].append(measure_model_latency(model, targets[run_target], shape)["median_us"])
     latency = {a: {t: statistics.median(v) for t, v in row.items()} for a, row in matrix.items()}
-    return {"budget_fraction": args.budget_fraction, "budgets": budgets,
+    return {"resolution": resolution, "budget_fraction": args.budget_fraction, "reference_depth": args.reference_depth, "budgets": budgets,
             "archs": {k: a.to_string() for k, a in archs.items()}, "latency_us": latency,
             "predicted_us": {k: s["predicted_latency_us"] for k, s in summaries.items()},
             "test_accuracy": {k: s["test_accuracy"] for k, s in summaries.items()}}
@@ -233,14 +243,24 @@ def main(argv=None) -> int:
     parser.add_argument("--train-epochs", type=int, default=12)
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--width", type=float, default=0.25)
-    parser.add_argument("--resolution", type=int, default=8, help="digits resolution (default 8, their own; MNIST uses 28)")
+    parser.add_argument("--resolution", type=int, default=8, help="digits resolution (default 8, their own)")
+    parser.add_argument("--mnist-resolution", type=int, default=28,
+                        help="MNIST resolution (default 28, its own; a search costs about (r/8)^2 digits searches per image)")
     parser.add_argument("--calibrate", type=int, default=12)
-    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--limit", type=int, default=None,
+                        help="use at most this many images of each data set (digits has 1797, the MNIST test set 10000)")
     parser.add_argument("--no-mnist", action="store_true")
+    parser.add_argument("--no-digits", action="store_true", help="skip part A on digits (part B still uses digits)")
     parser.add_argument("--no-targets", action="store_true", help="skip part B (eager vs ONNX Runtime)")
-    parser.add_argument("--budget-fraction", type=float, default=0.6,
-                        help="part B: each target's hard latency target, as a fraction of the mean predicted "
-                             "latency of random architectures on that target (default 0.6)")
+    parser.add_argument("--targets-resolution", type=int, default=None,
+                        help="part B: digits resolution (default: --resolution). At 8x8 both targets' costs are "
+                             "mostly per-layer overheads; at 16x16 compute matters more, mostly on ONNX Runtime")
+    parser.add_argument("--reference-depth", type=float, default=0.5,
+                        help="part B: depth of the MobileNetV2-style reference whose predicted latency on each "
+                             "target is that target's budget (default 0.5; width: --width)")
+    parser.add_argument("--budget-fraction", type=float, default=1.0,
+                        help="part B: each target's hard latency target as a fraction of the reference's "
+                             "predicted latency on it (default 1)")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "fbnet_search"))
     parser.add_argument("--quiet", action="store_true")
@@ -255,9 +275,9 @@ def main(argv=None) -> int:
     print(machine_line())
     print(f"objective {args.objective}, weights {args.weights}, seeds {args.seeds}, search epochs {args.search_epochs}, "
           f"train epochs {args.train_epochs}, width {args.width}")
-    datasets = [("digits", args.resolution)]
+    datasets = [] if args.no_digits else [("digits", args.resolution)]
     if not args.no_mnist and os.path.isdir(MNIST_PATH):
-        datasets.append((MNIST_PATH, 28))
+        datasets.append((MNIST_PATH, args.mnist_resolution))
     results: dict[str, Any] = {"format": "hwnas.experiment_fbnet", "version": 1, "machine": machine_line(),
                                "args": {k: v for k, v in vars(args).items()}, "table3": [], "table5": None}
     print("\nTable 3 (small scale): searched models vs MobileNetV2-style scaled to the same latency (eager CPU, 1 thread)")
@@ -266,12 +286,13 @@ def main(argv=None) -> int:
         results["table3"].append(part_a(args, dataset, resolution, args.out))
         atomic_write_json(os.path.join(args.out, "results.json"), results)
     if not args.no_targets:
-        results["table5"] = part_b(args, "digits", args.resolution, args.out)
+        results["table5"] = part_b(args, "digits", args.targets_resolution or args.resolution, args.out)
         atomic_write_json(os.path.join(args.out, "results.json"), results)
         t5 = results["table5"]
-        print("\nTable 5 (small scale): latency (us) of each target's searched model on each target "
-              f"(median of 5 alternating measurements; budgets {args.budget_fraction:g} x the mean of random "
-              "architectures on each target)")
+        print(f"\nTable 5 (small scale, digits at {t5['resolution']}x{t5['resolution']}): latency (us) of each "
+              "target's searched model on each target "
+              f"(median of 5 alternating measurements; budgets {args.budget_fraction:g} x the predicted latency "
+              f"on each target of the reference {t5['budgets']['eager']['reference']})")
         print(f"{'searched for':>14} {'budget us':>10} {'pred us':>8} {'on eager':>10} {'on onnxruntime':>15} {'acc %':>6}  architecture")
         for target, row in t5["latency_us"].items():
             print(f"{target:>14} {t5['budgets'][target]['budget_us']:>10.0f} {t5['predicted_us'][target]:>8.0f} "

@@ -51,10 +51,11 @@ def test_validate_end_to_end_writes_report_and_png(tiny_space, fast_timing, tmp_
                             refine_strength=0.03)
     assert set(report.metrics) == {"raw", "overhead", "linear", "proportional", "refined"}
     assert report.metrics["refined"]["n_models"] == 3 and report.metrics["refined"]["strength"] == 0.03
-    # The comparison fit is the proportional one: scaled table sums, no intercept.
+    # The comparison fit is the proportional one: table sums less the per-call overhead
+    # each entry but one paid, scaled; no fitted intercept.
     prop = report.metrics["proportional"]
-    assert prop["b"] == 0.0 and prop["a"] > 0
-    expected = error_metrics([prop["a"] * r for r in report.raw], report.measured)
+    assert prop["a"] > 0 and prop["b"] == pytest.approx(-prop["a"] * (table.num_units() - 1) * table.call_overhead)
+    expected = error_metrics([prop["a"] * r + prop["b"] for r in report.raw], report.measured)
     assert prop["mape_pct"] == pytest.approx(expected["mape_pct"])
     assert len(report.measured) == 4 and all(m > 0 for m in report.measured)
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -84,3 +85,23 @@ def test_proportional_correction_is_the_relative_least_squares_scale():
     assert fit_linear_correction(raw, [1.2 * x for x in raw])["b"] == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="at least 1"):
         fit_linear_correction([], [], intercept=False)
+
+
+def test_proportional_correction_removes_a_known_offset_first():
+    # Whole models pay a * (raw - offset): e.g. 20 entries that each paid a 3 us session run.
+    raw = [130.0, 150.0, 400.0]
+    measured = [0.5 * (x - 60.0) for x in raw]
+    fit = fit_linear_correction(raw, measured, intercept=False, offset=60.0)
+    assert fit["a"] == pytest.approx(0.5) and fit["b"] == pytest.approx(-30.0) and fit["offset"] == 60.0
+    # Hand-derived like the plain scale, on raw - offset.
+    noisy = [25.0, 40.0, 160.0]
+    r = [(x - 60.0) / y for x, y in zip(raw, noisy)]
+    assert fit_linear_correction(raw, noisy, intercept=False, offset=60.0)["a"] == pytest.approx(sum(r) / sum(v * v for v in r))
+    # Without the offset the scale overestimates the smallest model by 15%.
+    plain = fit_linear_correction(raw, measured, intercept=False)
+    assert plain["a"] * raw[0] / measured[0] > 1.14
+    # An offset as large as a model's sum is capped at 0.9 times the smallest sum.
+    capped = fit_linear_correction(raw, [10.0, 20.0, 50.0], intercept=False, offset=500.0)
+    assert capped["offset"] == pytest.approx(117.0) and capped["a"] > 0
+    with pytest.raises(ValueError, match="offset"):
+        fit_linear_correction(raw, measured, intercept=False, offset=-1.0)

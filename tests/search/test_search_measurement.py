@@ -72,6 +72,21 @@ def test_drift_corrected_cached_table_and_its_measuring_target(space, tmp_path):
     assert measuring_target(target, space, plain) is target
 
 
+def test_cached_table_refits_a_proportional_correction_without_the_overhead_offset(space, tmp_path):
+    target = get_target("eager", threads=1, batch=1)
+    table = cached_table(space, target, str(tmp_path), config=FAST, progress=False, calibrate=2)
+    fit = table.correction
+    assert fit["fit"] == "proportional" and fit["offset"] == pytest.approx((table.num_units() - 1) * table.call_overhead)
+    assert fit["b"] == pytest.approx(-fit["a"] * fit["offset"])
+    # A cached correction fitted before the offset existed is fitted again; a current one is kept.
+    table.correction = {"kind": "linear", "a": 7.0, "b": 0.0, "n": 2, "fit": "proportional"}
+    table.save(table_cache_path(space, target, str(tmp_path)))
+    refit = cached_table(space, target, str(tmp_path), config=FAST, progress=False, calibrate=2)
+    assert "offset" in refit.correction and refit.correction["a"] != 7.0
+    kept = cached_table(space, target, str(tmp_path), config=FAST, progress=False, calibrate=2)
+    assert kept.correction == refit.correction
+
+
 class ParameterCountTarget(Target):
     """A deterministic stand-in: a model's "latency" is its parameter count."""
 

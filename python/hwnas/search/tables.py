@@ -71,9 +71,13 @@ def cached_table(space: Any, target: Any, cache_dir: Optional[str] = None, confi
         progress: Progress bar while measuring.
         calibrate: If positive and the table has no fitted correction yet, measure
             this many whole models to fit the proportional correction
-            ``measured ~ a * table_sum`` (stored in the cached table; predictions then
-            use it). No intercept: searches reach models far smaller than the
-            calibration models, where a fitted intercept extrapolates badly.
+            ``measured ~ a * (table_sum - (units - 1) * call_overhead)`` (stored in
+            the cached table; predictions then use it). No fitted intercept: searches
+            reach models far smaller than the calibration models, where a fitted
+            intercept extrapolates badly; the measured per-call overhead is removed
+            instead, since each entry paid it and a whole model pays it once. A
+            cached proportional correction from before the overhead was removed
+            (no ``offset`` in it) is fitted again.
         seed: Seed of the calibration architectures.
         drift_correction: Time every entry and calibration model through a
             :class:`~hwnas.latency.drift.DriftCorrectedTarget` (see :func:`measuring_target`);
@@ -97,7 +101,8 @@ def cached_table(space: Any, target: Any, cache_dir: Optional[str] = None, confi
         target.calibrate(config)
         notes = {"drift_correction": target.describe()}
     table = build_table(space, target, path, config=config, resume=True, progress=progress, notes=notes)
-    if calibrate > 0 and not table.correction:
+    stale = bool(table.correction) and table.correction.get("fit") == "proportional" and "offset" not in table.correction
+    if calibrate > 0 and (not table.correction or stale):
         from hwnas.latency.validation import validate_table
 
         validate_table(table, space, target, num_archs=2, num_calibration=max(2, calibrate), seed=seed,
