@@ -1,7 +1,8 @@
 """The float32 CPU walks of hwnas.ops.channel_mask, each against an eager float64 formula.
 
 The CPU kernel picks its walk from the shape, the layout and the gates: a whole-sample
-walk (gates shared by the batch, C x S small), one run per (sample, channel) otherwise,
+walk (gates shared by the batch, C x S small; its backward sums each (sample, channel)
+run in registers when S is a multiple of 8), one run per (sample, channel) otherwise,
 one row of channels per position for channels_last; each with streaming stores once the
 output reaches 4 MiB (``HWNAS_CPU_STREAM_MIN_BYTES`` overrides that), and with AVX2
 loops or portable ones (``HWNAS_CPU_PORTABLE=1``). Every case here lands in a different
@@ -23,6 +24,10 @@ from hwnas.ops import channel_mask
 # (id, shape, widths, channels_last, per-sample gates)
 CASES = [
     ("whole-sample", (8, 12, 5, 5), [3, 6, 12], False, False),
+    # Runs of a multiple of 8 positions: the whole-sample walk with one broadcast scale
+    # and register sums per (sample, channel) run; 64 = 4 x 16, 24 = 16 + 8.
+    ("whole-sample-channel-runs", (24, 12, 8, 8), [3, 6, 12], False, False),
+    ("whole-sample-channel-runs-16-8", (5, 6, 4, 6), [1, 6], False, False),
     ("whole-sample-streamed", (4200, 16, 4, 4), [4, 8, 16], False, False),
     ("runs-odd-length-streamed", (16, 64, 33, 33), [16, 40, 64], False, False),
     ("runs", (2, 8, 50, 50), [2, 5, 8], False, False),
@@ -101,6 +106,19 @@ def test_misaligned_input_is_handled():
     torch.testing.assert_close(
         channel_mask(x, gates, [16, 40, 64]).double(), reference(x, gates, [16, 40, 64]), atol=1e-6, rtol=1e-6
     )
+
+
+def test_misaligned_whole_sample_runs_backward():
+    # The register-sum backward with grad and x one float off alignment.
+    base = torch.randn(2, 24 * 12 * 64 + 1, dtype=torch.float64).float()
+    x = base[0, 1:].view(24, 12, 8, 8).requires_grad_()
+    grad = base[1, 1:].view(24, 12, 8, 8)
+    gates = torch.rand(3, requires_grad=True)
+    channel_mask(x, gates, [3, 6, 12]).backward(grad)
+    xr, gr = x.detach().double().requires_grad_(), gates.detach().double().requires_grad_()
+    reference(xr, gr, [3, 6, 12]).backward(grad.double())
+    torch.testing.assert_close(x.grad.double(), xr.grad, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(gates.grad.double(), gr.grad, atol=1e-4, rtol=1e-5)
 
 
 @pytest.mark.skipif("HWNAS_CPU_WALKS_CHILD" in os.environ, reason="already a child run")

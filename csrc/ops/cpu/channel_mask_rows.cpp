@@ -218,6 +218,39 @@ HWNAS_AVX2 void scale_dot_rows_avx2(const float* g, const float* x, const float*
   }
 }
 
+template <bool kStream, bool kGx, bool kDot>
+HWNAS_AVX2 void scale_dot_channel_runs_avx2(const float* g, const float* x, const float* scales, float* gx,
+                                           float* lanes, int64_t rows, int64_t C, int64_t S) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t o = (r * C + c) * S;
+      const __m256 vs = _mm256_set1_ps(scales[c]);
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+      int64_t j = 0;
+      for (; j + 16 <= S; j += 16) {
+        const __m256 g0 = _mm256_loadu_ps(g + o + j), g1 = _mm256_loadu_ps(g + o + j + 8);
+        if (kGx) {
+          store8<kStream>(gx + o + j, _mm256_mul_ps(vs, g0));
+          store8<kStream>(gx + o + j + 8, _mm256_mul_ps(vs, g1));
+        }
+        if (kDot) {
+          a0 = _mm256_fmadd_ps(g0, _mm256_loadu_ps(x + o + j), a0);
+          a1 = _mm256_fmadd_ps(g1, _mm256_loadu_ps(x + o + j + 8), a1);
+        }
+      }
+      if (j < S) {  // S % 16 == 8
+        const __m256 g0 = _mm256_loadu_ps(g + o + j);
+        if (kGx) store8<kStream>(gx + o + j, _mm256_mul_ps(vs, g0));
+        if (kDot) a0 = _mm256_fmadd_ps(g0, _mm256_loadu_ps(x + o + j), a0);
+      }
+      if (kDot) {
+        float* lane = lanes + c * 8;
+        _mm256_storeu_ps(lane, _mm256_add_ps(_mm256_loadu_ps(lane), _mm256_add_ps(a0, a1)));
+      }
+    }
+  }
+}
+
 bool detect_avx2() {
   const char* env = std::getenv("HWNAS_CPU_PORTABLE");
   if (env != nullptr && env[0] != '\0' && std::strcmp(env, "0") != 0) return false;
@@ -307,6 +340,38 @@ void scale_dot_rows(const float* g, const float* x, const float* es, float* gx, 
 #endif
   (void)stream;
   scale_dot_rows_portable(g, x, es, gx, acc, rows, n);
+}
+
+bool has_channel_runs(int64_t S) {
+#if HWNAS_HAVE_AVX2_PATH
+  return use_avx2() && S >= 8 && S % 8 == 0;
+#else
+  (void)S;
+  return false;
+#endif
+}
+
+bool scale_dot_channel_runs(const float* g, const float* x, const float* scales, float* gx, float* lanes,
+                            int64_t rows, int64_t C, int64_t S, bool stream) {
+#if HWNAS_HAVE_AVX2_PATH
+  if (!has_channel_runs(S)) return false;
+  const bool want_gx = gx != nullptr, want_dot = x != nullptr;
+  // Runs of a multiple of 8 floats keep a 32-byte aligned gx aligned at every run.
+  stream = stream && want_gx && (reinterpret_cast<uintptr_t>(gx) & 31u) == 0;
+  if (want_gx && want_dot) {
+    stream ? scale_dot_channel_runs_avx2<true, true, true>(g, x, scales, gx, lanes, rows, C, S)
+           : scale_dot_channel_runs_avx2<false, true, true>(g, x, scales, gx, lanes, rows, C, S);
+  } else if (want_gx) {
+    stream ? scale_dot_channel_runs_avx2<true, true, false>(g, x, scales, gx, lanes, rows, C, S)
+           : scale_dot_channel_runs_avx2<false, true, false>(g, x, scales, gx, lanes, rows, C, S);
+  } else if (want_dot) {
+    scale_dot_channel_runs_avx2<false, false, true>(g, x, scales, gx, lanes, rows, C, S);
+  }
+  return true;
+#else
+  (void)g, (void)x, (void)scales, (void)gx, (void)lanes, (void)rows, (void)C, (void)S, (void)stream;
+  return false;
+#endif
 }
 
 void stream_fence() {
