@@ -218,6 +218,28 @@ HWNAS_AVX2 void scale_dot_rows_avx2(const float* g, const float* x, const float*
   }
 }
 
+template <bool kStream>
+HWNAS_AVX2 void scale_channel_runs_avx2(const float* x, const float* scales, float* o, int64_t rows, int64_t C,
+                                       int64_t S) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t off = (r * C + c) * S;
+      const float s = scales[c];
+      if (s == 0.f) {
+        for (int64_t j = 0; j < S; j += 8) store8<kStream>(o + off + j, _mm256_setzero_ps());
+        continue;
+      }
+      const __m256 vs = _mm256_set1_ps(s);
+      int64_t j = 0;
+      for (; j + 16 <= S; j += 16) {
+        store8<kStream>(o + off + j, _mm256_mul_ps(vs, _mm256_loadu_ps(x + off + j)));
+        store8<kStream>(o + off + j + 8, _mm256_mul_ps(vs, _mm256_loadu_ps(x + off + j + 8)));
+      }
+      if (j < S) store8<kStream>(o + off + j, _mm256_mul_ps(vs, _mm256_loadu_ps(x + off + j)));
+    }
+  }
+}
+
 template <bool kStream, bool kGx, bool kDot>
 HWNAS_AVX2 void scale_dot_channel_runs_avx2(const float* g, const float* x, const float* scales, float* gx,
                                            float* lanes, int64_t rows, int64_t C, int64_t S) {
@@ -347,6 +369,23 @@ bool has_channel_runs(int64_t S) {
   return use_avx2() && S >= 8 && S % 8 == 0;
 #else
   (void)S;
+  return false;
+#endif
+}
+
+bool scale_channel_runs(const float* x, const float* scales, float* o, int64_t rows, int64_t C, int64_t S,
+                        bool stream) {
+#if HWNAS_HAVE_AVX2_PATH
+  if (!has_channel_runs(S)) return false;
+  // Runs of a multiple of 8 floats keep a 32-byte aligned output aligned at every run.
+  if (stream && (reinterpret_cast<uintptr_t>(o) & 31u) == 0) {
+    scale_channel_runs_avx2<true>(x, scales, o, rows, C, S);
+  } else {
+    scale_channel_runs_avx2<false>(x, scales, o, rows, C, S);
+  }
+  return true;
+#else
+  (void)x, (void)scales, (void)o, (void)rows, (void)C, (void)S, (void)stream;
   return false;
 #endif
 }
