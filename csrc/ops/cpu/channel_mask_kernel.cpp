@@ -344,12 +344,10 @@ std::vector<double> dots_per_gate_row(const std::vector<double>& channel_dots, i
   return row;
 }
 
-// row_dots[c] += the sum over blocks k and positions j of partial[k * C * S + c * S + j],
-// in double. The blocks are added element by element first (independent lanes, which
-// the compiler vectorises), then each channel's S values with four accumulators: one
-// running sum per channel was a chain of dependent double adds, 4 cycles each, that
-// took 20 of the 43 us of the backward at [64, 48, 8, 8]. The order is fixed by the
-// shape alone, so results do not depend on the thread count.
+// row_dots[c] += the sum over blocks k and j < S of partial[k * C * S + c * S + j], in
+// double (S: the partial sums per channel and block). The blocks are added element by
+// element first, then each channel's S values with four accumulators; the order is
+// fixed by the shape alone, so results do not depend on the thread count.
 void sum_whole_sample_partials(const std::vector<float>& partial, int64_t blocks, int64_t C, int64_t S,
                                std::vector<double>& row_dots) {
   const int64_t CS = C * S;
@@ -385,52 +383,34 @@ void channel_mask_backward_f32(const float* g, const float* x, float* gx, const 
   const int64_t rows = per_sample_scales ? B : 1;
   row_dots.assign(static_cast<size_t>(rows * C), 0.0);
 
-  if (walks_whole_samples(e, layout, per_sample_scales) && cpu::has_channel_runs(S)) {
-    // Samples in the same fixed blocks as below, each block summing its products in
-    // float, 8 lanes per channel (see scale_dot_channel_runs).
-    const int64_t CS = C * S;
-    const int64_t block = std::clamp<int64_t>(kMinElementsPerTask / CS, 1, kMaxRowsPerPartial);
-    const int64_t blocks = (B + block - 1) / block;
-    std::vector<float> lanes(want_dots ? static_cast<size_t>(blocks * C * 8) : 0, 0.f);
-    at::parallel_for(0, blocks, 1, [&](int64_t k0, int64_t k1) {
-      for (int64_t k = k0; k < k1; ++k) {
-        const int64_t b0 = k * block, n = std::min(B, b0 + block) - b0;
-        cpu::scale_dot_channel_runs(g + b0 * CS, want_dots ? x + b0 * CS : nullptr, scales.data(),
-                                    want_x ? gx + b0 * CS : nullptr, want_dots ? lanes.data() + k * C * 8 : nullptr,
-                                    n, C, S, stream);
-      }
-      if (stream) cpu::stream_fence();
-    });
-    if (want_dots) {
-      for (int64_t k = 0; k < blocks; ++k) {
-        for (int64_t c = 0; c < C; ++c) {
-          const float* l = lanes.data() + (k * C + c) * 8;
-          row_dots[c] += ((static_cast<double>(l[0]) + l[1]) + (static_cast<double>(l[2]) + l[3])) +
-                         ((static_cast<double>(l[4]) + l[5]) + (static_cast<double>(l[6]) + l[7]));
-        }
-      }
-    }
-    return;
-  }
-
   if (walks_whole_samples(e, layout, per_sample_scales)) {
     // Samples in fixed blocks (from the shape alone, so the sums do not depend on the
-    // thread count), each block summing its products per element in float.
+    // thread count), each block summing its products in float: per channel in 8
+    // register lanes where runs of S allow it (scale_dot_channel_runs), else per
+    // element along an expanded scale row (scale_dot_rows).
     const int64_t CS = C * S;
-    const std::vector<float> es = expand_scales(scales, C, S);
+    const bool runs = cpu::has_channel_runs(S);
+    const int64_t per_channel = runs ? 8 : S;  // partial sums per channel and block
+    const std::vector<float> es = runs ? std::vector<float>() : expand_scales(scales, C, S);
     const int64_t block = std::clamp<int64_t>(kMinElementsPerTask / CS, 1, kMaxRowsPerPartial);
     const int64_t blocks = (B + block - 1) / block;
-    std::vector<float> partial(want_dots ? static_cast<size_t>(blocks * CS) : 0, 0.f);
+    std::vector<float> partial(want_dots ? static_cast<size_t>(blocks * C * per_channel) : 0, 0.f);
     at::parallel_for(0, blocks, 1, [&](int64_t k0, int64_t k1) {
       for (int64_t k = k0; k < k1; ++k) {
         const int64_t b0 = k * block, n = std::min(B, b0 + block) - b0;
-        cpu::scale_dot_rows(g + b0 * CS, want_dots ? x + b0 * CS : nullptr, es.data(),
-                            want_x ? gx + b0 * CS : nullptr, want_dots ? partial.data() + k * CS : nullptr, n, CS,
-                            stream);
+        const float* gk = g + b0 * CS;
+        const float* xk = want_dots ? x + b0 * CS : nullptr;
+        float* gxk = want_x ? gx + b0 * CS : nullptr;
+        float* pk = want_dots ? partial.data() + k * C * per_channel : nullptr;
+        if (runs) {
+          cpu::scale_dot_channel_runs(gk, xk, scales.data(), gxk, pk, n, C, S, stream);
+        } else {
+          cpu::scale_dot_rows(gk, xk, es.data(), gxk, pk, n, CS, stream);
+        }
       }
       if (stream) cpu::stream_fence();
     });
-    if (want_dots) sum_whole_sample_partials(partial, blocks, C, S, row_dots);
+    if (want_dots) sum_whole_sample_partials(partial, blocks, C, per_channel, row_dots);
     return;
   }
 
