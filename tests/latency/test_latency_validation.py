@@ -105,3 +105,18 @@ def test_proportional_correction_removes_a_known_offset_first():
     assert capped["offset"] == pytest.approx(117.0) and capped["a"] > 0
     with pytest.raises(ValueError, match="offset"):
         fit_linear_correction(raw, measured, intercept=False, offset=-1.0)
+
+
+def test_stored_proportional_correction_keeps_the_smallest_model_positive(tiny_space, fast_timing):
+    target = get_target("eager")
+    table = build_table(tiny_space, target, config=fast_timing, progress=False)
+    # An overhead far above what the entries paid (a noisy identity timing) is capped
+    # at 0.9 times the smallest architecture's table sum.
+    table.call_overhead = 1e6
+    validate_table(table, tiny_space, target, num_archs=2, num_calibration=2, config=fast_timing, progress=False,
+                   intercept=False)
+    smallest = table.value(table.stem_key) + table.value(table.head_key) + sum(
+        min(table.value(k) for k in layer.values()) for layer in table.layers)
+    assert table.correction["offset"] == pytest.approx(0.9 * smallest)
+    cheapest = tiny_space.make_arch([min(layer, key=lambda c: table.value(layer[c])) for layer in table.layers])
+    assert table.predict(cheapest) > 0

@@ -407,6 +407,12 @@ def validate_table(
         # Without an intercept, scale only what a whole model pays: not the per-call
         # overhead that each entry but one paid (0 where the target has none).
         offset = 0.0 if intercept else (table.num_units() - 1) * float(table.call_overhead or 0.0)
+        if offset > 0:
+            # Never more than the smallest architecture's sum holds, so that every
+            # prediction (and a search's log-latency objective) stays positive.
+            smallest = table.value(table.stem_key) + table.value(table.head_key) + sum(
+                min(table.value(key) for key in layer.values()) for layer in table.layers)
+            offset = min(offset, 0.9 * smallest)
         correction = fit_linear_correction(calib_raw, calib_measured, intercept=intercept, offset=offset)
         linear = [correction["a"] * x + correction["b"] for x in raw]
         if store_correction:
