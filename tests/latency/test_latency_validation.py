@@ -115,8 +115,7 @@ def test_stored_proportional_correction_keeps_the_smallest_model_positive(tiny_s
     table.call_overhead = 1e6
     validate_table(table, tiny_space, target, num_archs=2, num_calibration=2, config=fast_timing, progress=False,
                    intercept=False)
-    smallest = table.value(table.stem_key) + table.value(table.head_key) + sum(
-        min(table.value(k) for k in layer.values()) for layer in table.layers)
-    assert table.correction["offset"] == pytest.approx(0.9 * smallest)
     cheapest = tiny_space.make_arch([min(layer, key=lambda c: table.value(layer[c])) for layer in table.layers])
+    assert table.smallest_sum() == pytest.approx(table.raw_sum(cheapest))
+    assert table.correction["offset"] == pytest.approx(0.9 * table.raw_sum(cheapest))
     assert table.predict(cheapest) > 0

@@ -207,6 +207,11 @@ class LatencyTable:
             total += self.value(layer[choice])
         return total
 
+    def smallest_sum(self) -> float:
+        """The smallest :meth:`raw_sum` of any architecture: stem + head + each layer's cheapest entry."""
+        return self.value(self.stem_key) + self.value(self.head_key) + sum(
+            min(self.value(key) for key in layer.values()) for layer in self.layers)
+
     def num_units(self) -> int:
         """Separately measured calls summed per architecture: stem + layers + head."""
         return len(self.layers) + 2

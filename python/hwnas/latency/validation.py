@@ -211,10 +211,11 @@ def fit_linear_correction(raw: Sequence[float], measured: Sequence[float], inter
             negative latencies.
         offset: Without ``intercept``, a known part of ``raw`` that whole models do
             not pay, removed before scaling: ``measured ~ a * (raw - offset)``, so
-            ``b = -a * offset`` (capped at 0.9 times the smallest ``raw``). :func:`validate_table` passes the per-call overhead
-            that every table entry but one paid, ``(units - 1) * call_overhead``: on
-            ONNX Runtime (3.5 us per session run, 23 entries) a proportional fit of
-            the plain sums predicted 41 us for a model measured at 18 us.
+            ``b = -a * offset`` (capped at 0.9 times the smallest ``raw``).
+            :func:`validate_table` passes the per-call overhead that every table
+            entry but one paid, ``(units - 1) * call_overhead``: on ONNX Runtime
+            (3.5 us per session run, 23 entries) a proportional fit of the plain sums
+            predicted 41 us for a model measured at 18 us.
     """
     x = np.asarray(raw, dtype=float)
     y = np.asarray(measured, dtype=float)
@@ -404,16 +405,13 @@ def validate_table(
     if calibration:
         calib_raw = [table.predict(a, correction="none") for a in calibration]
         calib_measured = [r.median_us for r in calib_results]
-        # Without an intercept, scale only what a whole model pays: not the per-call
-        # overhead that each entry but one paid (0 where the target has none).
-        offset = 0.0 if intercept else (table.num_units() - 1) * float(table.call_overhead or 0.0)
-        if offset > 0:
-            # Never more than the smallest architecture's sum holds, so that every
-            # prediction (and a search's log-latency objective) stays positive.
-            smallest = table.value(table.stem_key) + table.value(table.head_key) + sum(
-                min(table.value(key) for key in layer.values()) for layer in table.layers)
-            offset = min(offset, 0.9 * smallest)
-        correction = fit_linear_correction(calib_raw, calib_measured, intercept=intercept, offset=offset)
+        # A proportional fit scales only what a whole model pays: not the per-call
+        # overhead that each entry but one paid (0 where the target has none), and
+        # never more than the smallest architecture's sum holds, so that every
+        # prediction (and a search's log-latency objective) stays positive.
+        offset = min((table.num_units() - 1) * float(table.call_overhead or 0.0), 0.9 * table.smallest_sum())
+        correction = fit_linear_correction(calib_raw, calib_measured, intercept=intercept,
+                                           offset=0.0 if intercept else offset)
         linear = [correction["a"] * x + correction["b"] for x in raw]
         if store_correction:
             table.correction = correction
@@ -425,7 +423,7 @@ def validate_table(
         # The other fit on the same calibration models, for comparison: a proportional
         # scale when the stored one has an intercept, and the reverse.
         other = fit_linear_correction(calib_raw, calib_measured, intercept=not intercept,
-                                      offset=(table.num_units() - 1) * float(table.call_overhead or 0.0) if intercept else 0.0)
+                                      offset=offset if intercept else 0.0)
         metrics["proportional" if intercept else "affine"] = dict(
             error_metrics([other["a"] * x + other["b"] for x in raw], measured), a=other["a"], b=other["b"])
         if refine_strength is not None:
