@@ -206,9 +206,15 @@ def part_b(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
     for target in ("eager", "onnxruntime"):
         budgets[target] = _budget(args, dataset, resolution, target)
         budget = budgets[target]["budget_us"]
-        objective = {"name": "hard_target", "target": budget, "lam": 2.0}
+        if args.targets_objective == "proxyless":
+            objective = {"name": "proxyless", "target": budget, "beta": args.targets_beta}
+        else:
+            objective = {"name": "hard_target", "target": budget, "lam": 2.0}
+        tag = f"ref-d{args.reference_depth:g}-x{args.budget_fraction:g}"
+        if args.targets_objective == "proxyless":
+            tag += f"-proxyless{args.targets_beta:g}"
         summaries[target] = run_search(args, dataset, resolution, budget, seed, target, out, objective=objective,
-                                       tag=f"ref-d{args.reference_depth:g}-x{args.budget_fraction:g}")
+                                       tag=tag)
         archs[target] = Architecture.load(os.path.join(summaries[target]["run"], "architecture.json"))
     matrix: dict[str, dict[str, float]] = {}
     # Each target measures through the drift correction of its own search's table.
@@ -225,7 +231,7 @@ def part_b(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
             for arch_target, (model, shape) in models.items():
                 matrix[arch_target][run_target].append(measure_model_latency(model, targets[run_target], shape)["median_us"])
     latency = {a: {t: statistics.median(v) for t, v in row.items()} for a, row in matrix.items()}
-    return {"resolution": resolution, "budget_fraction": args.budget_fraction, "reference_depth": args.reference_depth, "budgets": budgets,
+    return {"resolution": resolution, "objective": args.targets_objective, "budget_fraction": args.budget_fraction, "reference_depth": args.reference_depth, "budgets": budgets,
             "archs": {k: a.to_string() for k, a in archs.items()}, "latency_us": latency,
             "predicted_us": {k: s["predicted_latency_us"] for k, s in summaries.items()},
             "test_accuracy": {k: s["test_accuracy"] for k, s in summaries.items()}}
@@ -258,6 +264,11 @@ def main(argv=None) -> int:
     parser.add_argument("--reference-depth", type=float, default=0.5,
                         help="part B: depth of the MobileNetV2-style reference whose predicted latency on each "
                              "target is that target's budget (default 0.5; width: --width)")
+    parser.add_argument("--targets-objective", default="hard_target", choices=("hard_target", "proxyless"),
+                        help="part B: a hard target at the budget (penalty only above it), or ProxylessNAS's "
+                             "ce * (lat / budget)^beta, the same exchange rate between error and relative "
+                             "latency on both targets")
+    parser.add_argument("--targets-beta", type=float, default=0.6, help="part B: beta of the proxyless objective")
     parser.add_argument("--budget-fraction", type=float, default=1.0,
                         help="part B: each target's hard latency target as a fraction of the reference's "
                              "predicted latency on it (default 1)")
@@ -291,8 +302,8 @@ def main(argv=None) -> int:
         t5 = results["table5"]
         print(f"\nTable 5 (small scale, digits at {t5['resolution']}x{t5['resolution']}): latency (us) of each "
               "target's searched model on each target "
-              f"(median of 5 alternating measurements; budgets {args.budget_fraction:g} x the predicted latency "
-              f"on each target of the reference {t5['budgets']['eager']['reference']})")
+              f"(median of 5 alternating measurements; objective {t5['objective']}, budgets {args.budget_fraction:g} "
+              f"x the predicted latency on each target of the reference {t5['budgets']['eager']['reference']})")
         print(f"{'searched for':>14} {'budget us':>10} {'pred us':>8} {'on eager':>10} {'on onnxruntime':>15} {'acc %':>6}  architecture")
         for target, row in t5["latency_us"].items():
             print(f"{target:>14} {t5['budgets'][target]['budget_us']:>10.0f} {t5['predicted_us'][target]:>8.0f} "
