@@ -47,8 +47,9 @@ void scale_dot_rows(const float* g, const float* x, const float* es, float* gx, 
 
 // For r < rows, c < C and runs of S elements, i = (r * C + c) * S + j, j < S:
 //   o[i] = scales[c] * x[i], or exactly 0 where scales[c] == 0 (x not read there).
-// The forward counterpart of scale_dot_channel_runs (10% faster than scale_rows at
-// [64, 48, 8, 8]); same precondition, has_channel_runs(S), else it returns false.
+// The forward counterpart of scale_dot_channel_runs (the loop alone 10% faster than
+// scale_rows at [64, 48, 8, 8]); same precondition, has_channel_runs(S), else it
+// returns false.
 bool scale_channel_runs(const float* x, const float* scales, float* o, int64_t rows, int64_t C, int64_t S,
                         bool stream);
 
@@ -57,8 +58,9 @@ bool scale_channel_runs(const float* x, const float* scales, float* o, int64_t r
 //   lanes[c * 8 + l] += partial sums of g[i] * x[i] when x is not null, 8 per channel,
 //                       whose total over l is the channel's dot product over r and j.
 // The scale is broadcast per run and each run's products are summed in registers, so
-// the loop touches memory only for g, x and gx: 20% faster than scale_dot_rows at
-// [64, 48, 8, 8], which reads an expanded scale row and updates a partial per element.
+// the loop touches memory only for g, x and gx. scale_dot_rows reads an expanded
+// scale row and updates a partial per element: at [64, 48, 8, 8] the loop alone is
+// 20% faster this way, and the whole backward op fell from 43 to 29 us.
 // Only where has_channel_runs(S) (AVX2, S a multiple of 8); elsewhere it returns false
 // and does nothing, and the caller uses scale_dot_rows.
 bool has_channel_runs(int64_t S);
