@@ -318,7 +318,8 @@ def main(argv=None) -> int:
         name = os.path.basename(block["dataset"])
         print(f"  {name}: measured latency falls as the weight rises: {decreasing} ({', '.join(f'{m:.0f}' for m in means)} us)")
         print(f"  {name}: every |measured/predicted - 1| <= 10%: {all(r['max_abs_latency_error'] <= 0.10 for r in rows)}")
-        wins = [r["accuracy"][0] >= r["baseline"]["accuracy"][0] and
+        # Means of k / n_test over seeds: equal counts can differ in the last bit.
+        wins = [r["accuracy"][0] >= r["baseline"]["accuracy"][0] - 1e-9 and
                 statistics.fmean(r["measured_us"]) <= statistics.fmean(r["baseline"]["measured_us"]) * 1.0 for r in rows]
         print(f"  {name}: searched acc >= baseline acc at <= latency, per weight: {wins}")
         if name == "digits":
