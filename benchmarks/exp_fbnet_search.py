@@ -206,13 +206,12 @@ def part_b(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
     for target in ("eager", "onnxruntime"):
         budgets[target] = _budget(args, dataset, resolution, target)
         budget = budgets[target]["budget_us"]
-        if args.targets_objective == "proxyless":
-            objective = {"name": "proxyless", "target": budget, "beta": args.targets_beta}
-        else:
-            objective = {"name": "hard_target", "target": budget, "lam": 2.0}
         tag = f"ref-d{args.reference_depth:g}-x{args.budget_fraction:g}"
         if args.targets_objective == "proxyless":
+            objective = {"name": "proxyless", "target": budget, "beta": args.targets_beta}
             tag += f"-proxyless{args.targets_beta:g}"
+        else:
+            objective = {"name": "hard_target", "target": budget, "lam": 2.0}
         summaries[target] = run_search(args, dataset, resolution, budget, seed, target, out, objective=objective,
                                        tag=tag)
         archs[target] = Architecture.load(os.path.join(summaries[target]["run"], "architecture.json"))
@@ -231,7 +230,8 @@ def part_b(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
             for arch_target, (model, shape) in models.items():
                 matrix[arch_target][run_target].append(measure_model_latency(model, targets[run_target], shape)["median_us"])
     latency = {a: {t: statistics.median(v) for t, v in row.items()} for a, row in matrix.items()}
-    return {"resolution": resolution, "objective": args.targets_objective, "budget_fraction": args.budget_fraction, "reference_depth": args.reference_depth, "budgets": budgets,
+    return {"resolution": resolution, "objective": args.targets_objective, "budget_fraction": args.budget_fraction,
+            "reference_depth": args.reference_depth, "budgets": budgets,
             "archs": {k: a.to_string() for k, a in archs.items()}, "latency_us": latency,
             "predicted_us": {k: s["predicted_latency_us"] for k, s in summaries.items()},
             "test_accuracy": {k: s["test_accuracy"] for k, s in summaries.items()}}

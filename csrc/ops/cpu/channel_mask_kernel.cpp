@@ -173,15 +173,17 @@ void scale_channels_f32(const float* src, float* dst, const std::vector<float>& 
                         const Extent& e, ChannelLayout layout) {
   const int64_t B = e.batch, C = e.channels, S = e.per_channel;
   const bool stream = streams(e);
-  if (walks_whole_samples(e, layout, per_sample_scales) && cpu::has_channel_runs(S)) {
+  if (walks_whole_samples(e, layout, per_sample_scales)) {
+    // One broadcast scale per (sample, channel) run where runs of S allow it, else an
+    // expanded scale row.
+    const bool runs = cpu::has_channel_runs(S);
+    const std::vector<float> es = runs ? std::vector<float>() : expand_scales(scales, C, S);
     at::parallel_for(0, B, grain_for(C * S), [&](int64_t b0, int64_t b1) {
-      cpu::scale_channel_runs(src + b0 * C * S, scales.data(), dst + b0 * C * S, b1 - b0, C, S, stream);
-      if (stream) cpu::stream_fence();
-    });
-  } else if (walks_whole_samples(e, layout, per_sample_scales)) {
-    const std::vector<float> es = expand_scales(scales, C, S);
-    at::parallel_for(0, B, grain_for(C * S), [&](int64_t b0, int64_t b1) {
-      cpu::scale_rows(src + b0 * C * S, es.data(), dst + b0 * C * S, b1 - b0, C * S, stream);
+      if (runs) {
+        cpu::scale_channel_runs(src + b0 * C * S, scales.data(), dst + b0 * C * S, b1 - b0, C, S, stream);
+      } else {
+        cpu::scale_rows(src + b0 * C * S, es.data(), dst + b0 * C * S, b1 - b0, C * S, stream);
+      }
       if (stream) cpu::stream_fence();
     });
   } else if (layout == ChannelLayout::kChannelsOuter) {
