@@ -9,6 +9,13 @@ Contenders on one layer (the same candidate modules, so the convolutions are ide
 Targets: fused >= 1.2x faster than eager with no more bytes saved for backward;
 gumbel_hard >= 3x faster than soft gumbel.
 
+The fused and eager layers differ only in the mixing, so the script also times the
+mixing alone (the nine candidate outputs as leaf tensors, forward + backward of the
+mixture and of the softmax that makes its weights) and prints the layer speed-up that
+would follow if the fused mixing cost nothing: ``eager step / (eager step - eager
+mixing)``. No mixing kernel can beat that ceiling; the candidates' convolutions, batch
+norms and activations, identical on both sides, take the rest of the step.
+
 Candidates come from ``hwnas.spaces.blocks.build_block`` (FBNet's k3_e1, k3_e1_g2,
 k3_e3, k3_e6, k5_e1, k5_e1_g2, k5_e3, k5_e6, skip).
 
@@ -28,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fmt_bytes, fmt_ms, machine_line, median_ratio, saved_bytes, time_rounds  # noqa: E402
 
 from hwnas.layers import MixedLayer  # noqa: E402
+from hwnas.layers.reference import weighted_sum_reference  # noqa: E402
+from hwnas.ops import weighted_sum  # noqa: E402
 from hwnas.spaces.blocks import FBNET_BLOCKS, build_block  # noqa: E402
 
 
@@ -80,6 +89,25 @@ def main() -> None:
         "eager gumbel": step(False, "gumbel"),
         "fused gumbel_hard": step(True, "gumbel_hard"),
     }
+    # The mixing alone, on the candidates' real outputs (detached leaves): the part of
+    # the step in which the two layers differ.
+    with torch.no_grad():
+        configure(True, "gumbel")
+        outputs = [op(x) for op in layer.candidates]
+    outputs = [o.detach().requires_grad_() for o in outputs]
+    logits = torch.zeros(len(outputs), requires_grad=True)
+
+    def mixing(fn):
+        def run() -> None:
+            fn(outputs, torch.softmax(logits, 0)).backward(grad_out)
+            for o in outputs:
+                o.grad = None
+            logits.grad = None
+
+        return run
+
+    contenders["fused mixing only"] = mixing(weighted_sum)
+    contenders["eager mixing only"] = mixing(weighted_sum_reference)
     times = time_rounds(contenders, args.rounds)
     saved = {
         "fused gumbel": saved_bytes(lambda: forward(True, "gumbel")),
@@ -100,9 +128,16 @@ def main() -> None:
         "eager gumbel": "1.00x (baseline)",
         "fused gumbel_hard": f"{median_ratio(times['fused gumbel'], times['fused gumbel_hard']):.2f}x vs fused gumbel",
     }
+    speedups["fused mixing only"] = (
+        f"{median_ratio(times['eager mixing only'], times['fused mixing only']):.2f}x vs eager mixing")
+    speedups["eager mixing only"] = ""
     for name in contenders:
-        print(f"{name:<20} {fmt_ms(med[name]):>10} {fmt_bytes(saved[name]):>20} {speedups[name]:>30}")
+        saved_text = fmt_bytes(saved[name]) if name in saved else ""
+        print(f"{name:<20} {fmt_ms(med[name]):>10} {saved_text:>20} {speedups[name]:>30}")
     print(f"saved bytes fused / eager (soft gumbel): {saved['fused gumbel'] / saved['eager gumbel']:.4f}")
+    share = med["eager mixing only"] / med["eager gumbel"]
+    print(f"eager mixing is {100 * share:.1f}% of the eager step; with a mixing that cost nothing the fused layer "
+          f"would be at most {1 / (1 - share):.3f}x faster than eager")
 
 
 if __name__ == "__main__":

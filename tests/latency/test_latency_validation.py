@@ -107,6 +107,44 @@ def test_proportional_correction_removes_a_known_offset_first():
         fit_linear_correction(raw, measured, intercept=False, offset=-1.0)
 
 
+def test_affine_correction_is_held_above_a_tenth_of_the_smallest_sum():
+    raw = [100.0, 200.0, 400.0]
+    # Exact affine data inside the bound is recovered as is.
+    fit = fit_linear_correction(raw, [2.0 * r - 50.0 for r in raw], floor=60.0)
+    assert fit["fit"] == "affine" and fit["a"] == pytest.approx(2.0) and fit["b"] == pytest.approx(-50.0)
+    # The bound is b >= -0.9 * a * floor: with floor 60 and a = 2, -108. Data that asks for
+    # b = -150 gets the proportional fit of raw - 54 (hand-derived) instead.
+    measured = [2.0 * r - 150.0 for r in raw]
+    held = fit_linear_correction(raw, measured, floor=60.0)
+    r = [(x - 54.0) / y for x, y in zip(raw, measured)]
+    assert held["offset"] == pytest.approx(54.0) and held["floor"] == 60.0
+    assert held["a"] == pytest.approx(sum(r) / sum(v * v for v in r))
+    assert held["a"] * 60.0 + held["b"] == pytest.approx(0.1 * held["a"] * 60.0)
+    # Without a floor the free fit is returned, whatever its intercept.
+    assert fit_linear_correction(raw, measured)["b"] == pytest.approx(-150.0)
+    with pytest.raises(ValueError, match="floor"):
+        fit_linear_correction(raw, measured, floor=150.0)
+
+
+def test_spread_with_varied_skips_reaches_mostly_skipped_architectures(tiny_space):
+    from hwnas.spaces import get_space
+
+    def skipped(arch):
+        return sum(c == "skip" for c in arch.choices)
+
+    offered = sum("skip" in layer.choices for layer in tiny_space.layers)
+    varied = [skipped(a) for a in sample_spread_architectures(tiny_space, 30, seed=1, vary_skips=True)]
+    # Skip shares from none to all of the layers that offer skip.
+    assert min(varied) == 0 and max(varied) == offered
+    # In an FBNet space (skip is one of nine blocks) the block-size axis alone rarely
+    # skips half of the layers; the skip axis does so for about half of the draws.
+    space = get_space("fbnet_small", resolution=8, width=0.25)
+    half = sum("skip" in layer.choices for layer in space.layers) / 2
+    plain = [skipped(a) >= half for a in sample_spread_architectures(space, 20, seed=0)]
+    spread = [skipped(a) >= half for a in sample_spread_architectures(space, 20, seed=0, vary_skips=True)]
+    assert sum(plain) <= 2 and sum(spread) >= 7
+
+
 def test_stored_proportional_correction_keeps_the_smallest_model_positive(tiny_space, fast_timing):
     target = get_target("eager")
     table = build_table(tiny_space, target, config=fast_timing, progress=False)

@@ -68,6 +68,8 @@ def test_bad_inputs_are_reported_not_raised(inputs, capsys):
     assert "missing.npz' is neither 'digits' nor an existing path" in capsys.readouterr().err
     assert main(["search", "--quiet", "--objective", "proxyless"]) == 1
     assert "needs --target-us" in capsys.readouterr().err
+    assert main(["search", "--quiet", "--objective", "absolute"]) == 1
+    assert "--objective absolute needs --target-us" in capsys.readouterr().err
     assert main(["train", "--quiet", str(inputs / "nothing.json")]) == 1
     assert "neither an architecture JSON file nor a run folder" in capsys.readouterr().err
 

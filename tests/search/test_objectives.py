@@ -31,6 +31,21 @@ def test_hard_target_penalises_only_above_the_target():
     assert float(lat.grad) == pytest.approx(2.0 / 100.0)
 
 
+def test_absolute_target_penalises_both_sides_with_the_same_slope():
+    objective = make_objective("absolute", target=200.0, lam=3.0)
+    ce = torch.tensor(0.4)
+    assert float(objective(ce, torch.tensor(200.0))) == pytest.approx(0.4)
+    assert float(objective(ce, torch.tensor(150.0))) == pytest.approx(0.4 + 3.0 * 0.25)
+    assert float(objective(ce, torch.tensor(250.0))) == pytest.approx(0.4 + 3.0 * 0.25)
+    for value, sign in ((150.0, -1.0), (250.0, 1.0)):
+        lat = torch.tensor(value, requires_grad=True)
+        objective(ce, lat).backward()
+        # Below the target the loss falls as latency rises: the search is pulled up to it.
+        assert float(lat.grad) == pytest.approx(sign * 3.0 / 200.0)
+    with pytest.raises(ValueError, match="lam must be non-negative"):
+        make_objective("absolute", target=100.0, lam=-1.0)
+
+
 def test_round_trip_and_errors():
     objective = make_objective("proxyless", target=250.0, beta=0.3)
     assert make_objective(objective.to_dict()).to_dict() == objective.to_dict()

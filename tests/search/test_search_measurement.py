@@ -72,18 +72,23 @@ def test_drift_corrected_cached_table_and_its_measuring_target(space, tmp_path):
     assert measuring_target(target, space, plain) is target
 
 
-def test_cached_table_refits_a_proportional_correction_without_the_overhead_offset(space, tmp_path):
+def test_cached_table_fits_a_floored_affine_correction_and_refits_older_ones(space, tmp_path):
+    from hwnas.search.tables import CALIBRATION_VERSION
+
     target = get_target("eager", threads=1, batch=1)
-    table = cached_table(space, target, str(tmp_path), config=FAST, progress=False, calibrate=2)
+    table = cached_table(space, target, str(tmp_path), config=FAST, progress=False, calibrate=3)
     fit = table.correction
-    assert fit["fit"] == "proportional" and fit["offset"] == pytest.approx((table.num_units() - 1) * table.call_overhead)
-    assert fit["b"] == pytest.approx(-fit["a"] * fit["offset"])
-    # A cached correction fitted before the offset existed is fitted again; a current one is kept.
-    table.correction = {"kind": "linear", "a": 7.0, "b": 0.0, "n": 2, "fit": "proportional"}
+    assert fit["fit"] == "affine" and fit["calibration"] == CALIBRATION_VERSION and fit["a"] > 0
+    assert fit["floor"] == pytest.approx(table.smallest_sum())
+    # The smallest architecture keeps at least a tenth of its scaled sum.
+    assert fit["a"] * fit["floor"] + fit["b"] >= 0.1 * fit["a"] * fit["floor"] - 1e-9
+    # A cached correction of the previous calibration (proportional, no version) is fitted again;
+    # a current one is kept.
+    table.correction = {"kind": "linear", "a": 7.0, "b": 0.0, "n": 2, "fit": "proportional", "offset": 0.0}
     table.save(table_cache_path(space, target, str(tmp_path)))
-    refit = cached_table(space, target, str(tmp_path), config=FAST, progress=False, calibrate=2)
-    assert "offset" in refit.correction and refit.correction["a"] != 7.0
-    kept = cached_table(space, target, str(tmp_path), config=FAST, progress=False, calibrate=2)
+    refit = cached_table(space, target, str(tmp_path), config=FAST, progress=False, calibrate=3)
+    assert refit.correction["calibration"] == CALIBRATION_VERSION and refit.correction["a"] != 7.0
+    kept = cached_table(space, target, str(tmp_path), config=FAST, progress=False, calibrate=3)
     assert kept.correction == refit.correction
 
 
@@ -122,6 +127,38 @@ def test_baseline_scaling_picks_the_nearest_grid_point_on_the_asked_side(pick):
     assert edge["measured_latency_us"] == (max(costs.values()) if pick == "at_least" else min(costs.values()))
     with pytest.raises(ValueError, match="pick must be"):
         scale_baseline_to_latency("fbnet_small", kwargs, ParameterCountTarget(), budget, pick="closest")
+
+
+class ShortTimingReadsLowTarget(ParameterCountTarget):
+    """Parameter counts, read 10% low by a brief timing (budget under 1 s)."""
+
+    def measure(self, module, input_shape, config):
+        count = float(sum(p.numel() for p in module.parameters()))
+        return sample_statistics([count * (0.9 if config.budget_s < 1.0 else 1.0)] * 5)
+
+
+def test_baseline_scaling_decides_near_the_budget_on_full_length_timings():
+    kwargs = dict(resolution=8, in_channels=1, num_classes=10)
+    widths, depths = (0.25, 0.5, 1.0), (0.25, 0.5, 1.0)
+    true = {}
+    for w in widths:
+        for d in depths:
+            s, a = mobilenet_v2_style("fbnet_small", kwargs, w, d)
+            true[(w, d)] = float(sum(p.numel() for p in s.build(a).parameters()))
+    costs = sorted(set(true.values()))
+    # The brief timing of the pair 5% over the budget reads 5.5% under it: on brief
+    # timings alone "at least" would skip it for the next pair up and "at most" would
+    # take it; timed again at full length, it is over the budget.
+    budget = costs[4] * 0.95
+    picked = scale_baseline_to_latency("fbnet_small", kwargs, ShortTimingReadsLowTarget(), budget, widths=widths,
+                                       depths=depths, pick="at_least")
+    assert true[(picked["width"], picked["depth"])] == costs[4]
+    assert picked["measured_latency_us"] == costs[4] and picked["within_budget"]
+    refined = [m for m in picked["measurements"] if "first_latency_us" in m]
+    assert refined and all(m["first_latency_us"] == pytest.approx(0.9 * m["measured_latency_us"]) for m in refined)
+    at_most = scale_baseline_to_latency("fbnet_small", kwargs, ShortTimingReadsLowTarget(), budget, widths=widths,
+                                        depths=depths, pick="at_most")
+    assert true[(at_most["width"], at_most["depth"])] == costs[3]
 
 
 def test_a_steep_fbnet_objective_keeps_the_architecture_moving(space, table, splits):

@@ -63,7 +63,8 @@ def _cost_proxy(name: str) -> float:
     return float(expansion) / spec.groups + kernel / 10.0
 
 
-def sample_spread_architectures(space: Any, n: int, seed: int = 0, sharpness: float = 6.0) -> list[Any]:
+def sample_spread_architectures(space: Any, n: int, seed: int = 0, sharpness: float = 6.0,
+                                vary_skips: bool = False) -> list[Any]:
     """``n`` distinct architectures whose latencies spread from small to large.
 
     Uniform sampling clusters around the mean latency (a sum of many independent
@@ -74,31 +75,57 @@ def sample_spread_architectures(space: Any, n: int, seed: int = 0, sharpness: fl
     shuffled order): some architectures are mostly skips and small blocks, some
     mostly large blocks, and the rest in between.
 
+    With ``vary_skips`` the share of skipped layers is a second, independent axis:
+    architecture ``j`` skips each layer that offers ``skip`` with probability
+    ``1 - q_j``, ``q_j`` running evenly over (0, 1) in another shuffled order, and
+    draws its other blocks as above. Searches under a latency weight end with most
+    layers skipped and the rest large blocks, which the first axis alone hardly
+    reaches (it ties few skips to small blocks): 36 such architectures skipped 2.7 of
+    22 layers on average, 14 searched models 11.2.
+
     Args:
         space: The search space.
         n: Number of architectures.
         seed: Seed of the draw.
         sharpness: Largest ``|beta|``.
+        vary_skips: Also spread the share of skipped layers.
 
     Raises:
         ValueError: ``n < 1``.
     """
+    from hwnas.spaces import parse_block_name
+
     if n < 1:
         raise ValueError(f"number of architectures must be >= 1, got {n}")
     rng = random.Random(seed)
-    sizes = []
+    sizes, skips = [], []
     for layer in space.layers:
         proxy = [_cost_proxy(c) for c in layer.choices]
         lo, hi = min(proxy), max(proxy)
         sizes.append([(p - lo) / (hi - lo) if hi > lo else 0.5 for p in proxy])
+        is_skip = [parse_block_name(c).is_skip for c in layer.choices]
+        skips.append(is_skip if any(is_skip) and not all(is_skip) else None)
     betas = [(-sharpness + 2 * sharpness * (j + 0.5) / n) for j in range(n)]
     rng.shuffle(betas)
+    keeps = [(j + 0.5) / n for j in range(n)]
+    rng.shuffle(keeps)
+
+    def layer_probs(j: int) -> list[list[float]]:
+        probs = [[math.exp(betas[j] * z) for z in layer_sizes] for layer_sizes in sizes]
+        if not vary_skips:
+            return probs
+        for weights, is_skip in zip(probs, skips):
+            if is_skip is None:
+                continue
+            blocks = sum(w for w, skip in zip(weights, is_skip) if not skip)
+            for i, skip in enumerate(is_skip):
+                weights[i] = (1.0 - keeps[j]) if skip else keeps[j] * weights[i] / blocks
+        return probs
+
     archs, seen = [], set()
     attempts = 0
     while len(archs) < n:
-        beta = betas[len(archs)]
-        probs = [[math.exp(beta * z) for z in layer_sizes] for layer_sizes in sizes]
-        arch = space.sample(rng=rng, probs=probs)
+        arch = space.sample(rng=rng, probs=layer_probs(len(archs)))
         attempts += 1
         if arch.key() in seen and attempts < 100 * n:
             continue
@@ -195,7 +222,7 @@ def error_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict
 
 
 def fit_linear_correction(raw: Sequence[float], measured: Sequence[float], intercept: bool = True,
-                          offset: float = 0.0) -> dict[str, Any]:
+                          offset: float = 0.0, floor: Optional[float] = None) -> dict[str, Any]:
     """Least-squares ``measured ~ a * raw + b``, weighted by 1/measured (relative error).
 
     Relative weighting keeps small models, where a fixed per-call overhead
@@ -204,11 +231,7 @@ def fit_linear_correction(raw: Sequence[float], measured: Sequence[float], inter
     Args:
         raw, measured: Table sums and measured latencies of the calibration models.
         intercept: Fit ``b`` too. Without it (one parameter) the fit is a
-            proportional scale of ``raw - offset``: steadier on a few noisy points
-            and safe to extrapolate to models smaller than any calibration model.
-            Two-parameter fits on 12 noisy searches' calibrations gave intercepts
-            from +39 to -1226 us, and a search driven to tiny models then predicted
-            negative latencies.
+            proportional scale of ``raw - offset``: steadier on a few noisy points.
         offset: Without ``intercept``, a known part of ``raw`` that whole models do
             not pay, removed before scaling: ``measured ~ a * (raw - offset)``, so
             ``b = -a * offset`` (capped at 0.9 times the smallest ``raw``).
@@ -216,27 +239,50 @@ def fit_linear_correction(raw: Sequence[float], measured: Sequence[float], inter
             entry but one paid, ``(units - 1) * call_overhead``: on ONNX Runtime
             (3.5 us per session run, 23 entries) a proportional fit of the plain sums
             predicted 41 us for a model measured at 18 us.
+        floor: With ``intercept``, the smallest sum any architecture of the space has
+            (:meth:`~hwnas.latency.table.LatencyTable.smallest_sum`). The intercept is
+            then kept at ``b >= -0.9 * a * floor``, so that no architecture, however
+            far below the calibration models, is predicted under a tenth of its
+            scaled sum (a search's ``log(LAT)`` needs a positive latency): where the
+            free fit goes below that bound, the fit is the proportional one with
+            ``offset = 0.9 * floor``. Two-parameter fits on calibration models that
+            did not reach small models gave intercepts from +39 to -1226 us.
+
+    Returns:
+        ``{"kind": "linear", "a", "b", "n", ...}``; ``"fit"`` says ``"proportional"``
+        (with its ``"offset"``) or ``"affine"`` (with the ``"floor"`` it was held to).
     """
     x = np.asarray(raw, dtype=float)
     y = np.asarray(measured, dtype=float)
     if x.size < (2 if intercept else 1):
         raise ValueError(f"a linear correction needs at least {2 if intercept else 1} calibration points, got {x.size}")
     w = 1.0 / y
+
+    def proportional(offset: float) -> dict[str, Any]:
+        # argmin_a sum (a * (x - offset) / y - 1)^2
+        r = (x - offset) * w
+        a = float(np.dot(r, np.ones_like(r)) / np.dot(r, r))
+        return {"kind": "linear", "a": a, "b": -a * float(offset), "n": int(x.size), "fit": "proportional",
+                "offset": float(offset)}
+
     if not intercept:
         if not math.isfinite(offset) or offset < 0:
             raise ValueError(f"offset must be a finite number >= 0, got {offset}")
         # A noisy overhead can never remove a whole model: keep at least a tenth of
         # the smallest calibration sum (the stored offset says what was used). On ONNX
         # Runtime the overhead is 60-70% of a small model's sum.
-        offset = min(float(offset), 0.9 * float(x.min()))
-        # argmin_a sum (a * (x - offset) / y - 1)^2
-        r = (x - offset) * w
-        a = float(np.dot(r, np.ones_like(r)) / np.dot(r, r))
-        return {"kind": "linear", "a": a, "b": -a * float(offset), "n": int(x.size), "fit": "proportional",
-                "offset": float(offset)}
+        return proportional(min(float(offset), 0.9 * float(x.min())))
     design = np.stack([x * w, w], axis=1)
     (a, b), *_ = np.linalg.lstsq(design, np.ones_like(y), rcond=None)
-    return {"kind": "linear", "a": float(a), "b": float(b), "n": int(x.size)}
+    if floor is None:
+        return {"kind": "linear", "a": float(a), "b": float(b), "n": int(x.size)}
+    floor = float(floor)
+    if not (math.isfinite(floor) and 0 < floor <= float(x.min())):
+        raise ValueError(f"floor must be in (0, smallest calibration sum {float(x.min()):g}], got {floor}")
+    if a > 0 and b >= -0.9 * a * floor:
+        return {"kind": "linear", "a": float(a), "b": float(b), "n": int(x.size), "fit": "affine", "floor": floor}
+    # The bound is active: b = -0.9 * a * floor, one parameter left.
+    return {**proportional(0.9 * floor), "fit": "affine", "floor": floor}
 
 
 @dataclass
@@ -348,6 +394,7 @@ def validate_table(
     rounds: int = 1,
     intercept: bool = True,
     refine_strength: Optional[float] = None,
+    vary_skips: bool = False,
 ) -> ValidationReport:
     """Measures whole models and compares them with the table's predictions.
 
@@ -375,6 +422,8 @@ def validate_table(
             with this strength on the calibration models and report it as
             ``"refined"`` (``None``: not). It needs more calibration models than a
             linear fit: a few dozen.
+        vary_skips: Draw the architectures with the share of skipped layers spread
+            too (see :func:`sample_spread_architectures`).
 
     Raises:
         ValueError: Fingerprints differ (and not ``allow_mixed``), or the table is incomplete.
@@ -386,7 +435,7 @@ def validate_table(
         raise ValueError(f"the table is incomplete ({len(table.missing_keys())} entries missing); resume its build first")
     if num_archs < 2:
         raise ValueError(f"num_archs must be >= 2 for error metrics, got {num_archs}")
-    archs = sample_spread_architectures(space, num_archs + num_calibration, seed=seed)
+    archs = sample_spread_architectures(space, num_archs + num_calibration, seed=seed, vary_skips=vary_skips)
     # Alternate so that both sets cover the whole latency range (betas are shuffled).
     calibration = archs[num_archs:]
     validation = archs[:num_archs]
@@ -410,8 +459,10 @@ def validate_table(
         # never more than the smallest architecture's sum holds, so that every
         # prediction (and a search's log-latency objective) stays positive.
         offset = min((table.num_units() - 1) * float(table.call_overhead or 0.0), 0.9 * table.smallest_sum())
+        # The affine fit is held above a tenth of the smallest architecture's scaled sum.
         correction = fit_linear_correction(calib_raw, calib_measured, intercept=intercept,
-                                           offset=0.0 if intercept else offset)
+                                           offset=0.0 if intercept else offset,
+                                           floor=table.smallest_sum() if intercept and table.smallest_sum() > 0 else None)
         linear = [correction["a"] * x + correction["b"] for x in raw]
         if store_correction:
             table.correction = correction

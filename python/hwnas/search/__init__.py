@@ -2,7 +2,7 @@
 
 - :class:`Supernet`: a search space with one :class:`~hwnas.layers.MixedLayer` per layer.
 - :class:`FBNetSearch` / :class:`SearchConfig`: the search loop (checkpointed, resumable).
-- Objectives: :func:`make_objective` (``fbnet``, ``additive``, ``proxyless``, ``hard_target``).
+- Objectives: :func:`make_objective` (``fbnet``, ``additive``, ``proxyless``, ``hard_target``, ``absolute``).
 - :func:`train_model`, :func:`export_model`: retraining from scratch and export.
 - :func:`search_pipeline`: everything ``hwnas search`` does, in one call.
 """

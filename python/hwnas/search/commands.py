@@ -99,14 +99,16 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
     search.add_argument("--samples", type=int, default=d.num_samples,
                         help=f"architectures sampled from the final distribution (default {d.num_samples})")
     objective = parser.add_argument_group("objective (latency LAT in microseconds)")
-    objective.add_argument("--objective", default="fbnet", choices=("fbnet", "additive", "proxyless", "hard_target"),
+    objective.add_argument("--objective", default="fbnet", choices=("fbnet", "additive", "proxyless", "hard_target", "absolute"),
                            help="fbnet: CE*alpha*log(LAT)^beta; additive: CE+lambda*LAT; proxyless: CE*(LAT/target)^beta; "
-                                "hard_target: CE+lambda*relu(LAT/target-1)")
+                                "hard_target: CE+lambda*relu(LAT/target-1); absolute (TuNAS): CE+lambda*|LAT/target-1|, "
+                                "which also pulls a model under the target up to it")
     objective.add_argument("--alpha", type=float, default=0.2, help="fbnet alpha (default 0.2)")
     objective.add_argument("--beta", type=float, default=0.6, help="fbnet/proxyless exponent (default 0.6)")
     objective.add_argument("--lambda", dest="lam", type=float, default=None,
-                           help="additive weight per us (default 1e-4) or hard_target penalty (default 2)")
-    objective.add_argument("--target-us", type=float, default=None, help="latency target of proxyless/hard_target, in us")
+                           help="additive weight per us (default 1e-4) or hard_target/absolute penalty (default 2)")
+    objective.add_argument("--target-us", type=float, default=None,
+                           help="latency target of proxyless/hard_target/absolute, in us")
     train = parser.add_argument_group("retraining of the chosen architecture")
     train.add_argument("--no-retrain", action="store_true", help="stop after the search")
     _add_train_args(train, TrainConfig().epochs)

@@ -11,7 +11,13 @@ name              loss                                       latency weight / ta
 ``additive``      ``ce + lam * lat``                         ``lam`` (per microsecond)
 ``proxyless``     ``ce * (lat / target) ** beta``            ``target`` (ProxylessNAS/MnasNet)
 ``hard_target``   ``ce + lam * relu(lat / target - 1)``      ``target`` (no penalty below it)
+``absolute``      ``ce + lam * abs(lat / target - 1)``       ``target`` (TuNAS: both sides)
 ================  =========================================  =============================
+
+``absolute`` is TuNAS's absolute-value reward (Bender et al., 2020) written as a
+loss: it pulls the expected latency to the target from below as well as from above.
+The one-sided objectives leave a search free to end far under its budget; on a
+small data set, where bigger models barely lower the cross-entropy, they do.
 
 ``fbnet`` takes the logarithm of the latency in microseconds, so it is positive
 for anything slower than 1 us (FBNet's milliseconds on a phone were > 1 too).
@@ -32,6 +38,7 @@ __all__ = [
     "AdditiveObjective",
     "ProxylessObjective",
     "HardTargetObjective",
+    "AbsoluteTargetObjective",
     "OBJECTIVES",
     "make_objective",
 ]
@@ -131,11 +138,34 @@ class HardTargetObjective(Objective):
         return ce + self.lam * torch.relu(lat / self.target - 1.0)
 
 
+@dataclass
+class AbsoluteTargetObjective(Objective):
+    """Two-sided latency target (TuNAS): ``ce + lam * |lat / target - 1|``.
+
+    A model slower than ``target`` pays as in :class:`HardTargetObjective`; one faster
+    than it pays too, so the search spends the budget it is given. The penalty's
+    slope is ``lam`` per relative unit on both sides: with ``lam = 2`` a model 10% off
+    target costs 0.2 nats of cross-entropy.
+    """
+
+    target: float = 1000.0
+    lam: float = 2.0
+    name = "absolute"
+
+    def __post_init__(self) -> None:
+        self.target = _positive("target", self.target)
+        self.lam = _non_negative("lam", self.lam)
+
+    def __call__(self, ce: Tensor, lat: Tensor) -> Tensor:
+        return ce + self.lam * torch.abs(lat / self.target - 1.0)
+
+
 OBJECTIVES: dict[str, type] = {
     "fbnet": FBNetObjective,
     "additive": AdditiveObjective,
     "proxyless": ProxylessObjective,
     "hard_target": HardTargetObjective,
+    "absolute": AbsoluteTargetObjective,
 }
 
 
