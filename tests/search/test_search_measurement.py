@@ -101,15 +101,21 @@ class ParameterCountTarget(Target):
         return sample_statistics([float(sum(p.numel() for p in module.parameters()))] * 5)
 
 
+def parameter_counts(kwargs, widths, depths):
+    """{(width, depth): parameter count} of the MobileNetV2-style grid."""
+    counts = {}
+    for w in widths:
+        for d in depths:
+            s, a = mobilenet_v2_style("fbnet_small", kwargs, w, d)
+            counts[(w, d)] = float(sum(p.numel() for p in s.build(a).parameters()))
+    return counts
+
+
 @pytest.mark.parametrize("pick", ["at_most", "at_least"])
 def test_baseline_scaling_picks_the_nearest_grid_point_on_the_asked_side(pick):
     kwargs = dict(resolution=8, in_channels=1, num_classes=10)
     widths, depths = (0.25, 0.5, 1.0), (0.25, 0.5, 1.0)
-    costs = {}
-    for w in widths:
-        for d in depths:
-            s, a = mobilenet_v2_style("fbnet_small", kwargs, w, d)
-            costs[(w, d)] = float(sum(p.numel() for p in s.build(a).parameters()))
+    costs = parameter_counts(kwargs, widths, depths)
     budget = sorted(costs.values())[4] + 1.0  # between two grid points
     picked = scale_baseline_to_latency("fbnet_small", kwargs, ParameterCountTarget(), budget, widths=widths,
                                        depths=depths, pick=pick)
@@ -140,11 +146,7 @@ class ShortTimingReadsLowTarget(ParameterCountTarget):
 def test_baseline_scaling_decides_near_the_budget_on_full_length_timings():
     kwargs = dict(resolution=8, in_channels=1, num_classes=10)
     widths, depths = (0.25, 0.5, 1.0), (0.25, 0.5, 1.0)
-    true = {}
-    for w in widths:
-        for d in depths:
-            s, a = mobilenet_v2_style("fbnet_small", kwargs, w, d)
-            true[(w, d)] = float(sum(p.numel() for p in s.build(a).parameters()))
+    true = parameter_counts(kwargs, widths, depths)
     costs = sorted(set(true.values()))
     # The brief timing of the pair 5% over the budget reads 5.5% under it: on brief
     # timings alone "at least" would skip it for the next pair up and "at most" would

@@ -107,6 +107,12 @@ def scale_baseline_to_latency(
     config = config or replace(DEFAULT_MODEL_TIMING, budget_s=0.6, target_rel_ci=0.03)
     shape_kwargs = dict(space_kwargs)
     resolution = shape_kwargs.get("resolution")
+
+    def measure(space: SearchSpace, arch: Architecture, timing: Any) -> float:
+        torch.manual_seed(0)
+        side = resolution or space.resolution
+        return target.measure(space.build(arch), (space.in_channels, side, side), timing).median_us
+
     rows = []
     seen = set()
     for width in widths:
@@ -116,21 +122,15 @@ def scale_baseline_to_latency(
             if key in seen:  # small widths round to the same channel counts
                 continue
             seen.add(key)
-            torch.manual_seed(0)
-            result = target.measure(space.build(arch), (space.in_channels, resolution or space.resolution,
-                                                        resolution or space.resolution), config)
-            rows.append({"width": width, "depth": depth, "measured_latency_us": result.median_us, "space": space, "arch": arch})
+            latency = measure(space, arch, config)
+            rows.append({"width": width, "depth": depth, "measured_latency_us": latency, "space": space, "arch": arch})
             if log is not None:
-                log(f"baseline width {width:g} depth {depth:g}: {result.median_us:.0f} us")
+                log(f"baseline width {width:g} depth {depth:g}: {latency:.0f} us")
     lo, hi = refine_band
     near = [r for r in rows if lo * latency_us <= r["measured_latency_us"] <= hi * latency_us]
     for r in near:
-        torch.manual_seed(0)
-        space, arch = r["space"], r["arch"]
-        side = resolution or space.resolution
         r["first_latency_us"] = r["measured_latency_us"]
-        r["measured_latency_us"] = target.measure(space.build(arch), (space.in_channels, side, side),
-                                                  refine_config or DEFAULT_MODEL_TIMING).median_us
+        r["measured_latency_us"] = measure(r["space"], r["arch"], refine_config or DEFAULT_MODEL_TIMING)
         if log is not None:
             log(f"baseline width {r['width']:g} depth {r['depth']:g} again: {r['measured_latency_us']:.0f} us")
     if pick == "at_most":
