@@ -124,6 +124,10 @@ def test_affine_correction_is_held_above_a_tenth_of_the_smallest_sum():
     assert fit_linear_correction(raw, measured)["b"] == pytest.approx(-150.0)
     with pytest.raises(ValueError, match="floor"):
         fit_linear_correction(raw, measured, floor=150.0)
+    # The cheapest architecture itself among the calibration models, its sum added up in
+    # another order: a floor above the smallest sum in the last bits is that sum.
+    edge = fit_linear_correction(raw, measured, floor=100.0 * (1 + 1e-14))
+    assert edge["floor"] == 100.0 and edge["a"] * 100.0 + edge["b"] >= 0.1 * edge["a"] * 100.0 - 1e-9
 
 
 def test_spread_with_varied_skips_reaches_mostly_skipped_architectures(tiny_space):
