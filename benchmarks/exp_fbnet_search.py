@@ -221,7 +221,7 @@ def part_b(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
             objective = {"name": "proxyless", "target": budget, "beta": args.targets_beta}
             tag += f"-proxyless{args.targets_beta:g}"
         else:
-            objective = {"name": args.targets_objective, "target": budget, "lam": 2.0}
+            objective = _objective(args.targets_objective, args.budget_fraction, budgets[target]["reference_us"])
             if args.targets_objective != "hard_target":
                 tag += f"-{args.targets_objective}"
         summaries[target] = run_search(args, dataset, resolution, budget, seed, target, out, objective=objective,

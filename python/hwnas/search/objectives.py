@@ -123,23 +123,29 @@ class ProxylessObjective(Objective):
 
 
 @dataclass
-class HardTargetObjective(Objective):
-    """Hard latency target: ``ce + lam * relu(lat / target - 1)``: no penalty at or below ``target``."""
+class _TargetPenaltyObjective(Objective):
+    """``ce + lam * penalty(lat / target - 1)``: the fields and checks the target objectives share."""
 
     target: float = 1000.0
     lam: float = 2.0
-    name = "hard_target"
 
     def __post_init__(self) -> None:
         self.target = _positive("target", self.target)
         self.lam = _non_negative("lam", self.lam)
+
+
+@dataclass
+class HardTargetObjective(_TargetPenaltyObjective):
+    """Hard latency target: ``ce + lam * relu(lat / target - 1)``: no penalty at or below ``target``."""
+
+    name = "hard_target"
 
     def __call__(self, ce: Tensor, lat: Tensor) -> Tensor:
         return ce + self.lam * torch.relu(lat / self.target - 1.0)
 
 
 @dataclass
-class AbsoluteTargetObjective(Objective):
+class AbsoluteTargetObjective(_TargetPenaltyObjective):
     """Two-sided latency target (TuNAS): ``ce + lam * |lat / target - 1|``.
 
     A model slower than ``target`` pays as in :class:`HardTargetObjective`; one faster
@@ -148,13 +154,7 @@ class AbsoluteTargetObjective(Objective):
     target costs 0.2 nats of cross-entropy.
     """
 
-    target: float = 1000.0
-    lam: float = 2.0
     name = "absolute"
-
-    def __post_init__(self) -> None:
-        self.target = _positive("target", self.target)
-        self.lam = _non_negative("lam", self.lam)
 
     def __call__(self, ce: Tensor, lat: Tensor) -> Tensor:
         return ce + self.lam * torch.abs(lat / self.target - 1.0)
