@@ -130,6 +130,34 @@ def test_affine_correction_is_held_above_a_tenth_of_the_smallest_sum():
     assert edge["floor"] == 100.0 and edge["a"] * 100.0 + edge["b"] >= 0.1 * edge["a"] * 100.0 - 1e-9
 
 
+def test_depth_correction_recovers_its_terms_and_holds_its_bounds():
+    from hwnas.latency.table import apply_correction
+
+    raw = [300.0, 500.0, 800.0, 1200.0, 1500.0]
+    blocks_squared = [0.0, 16.0, 81.0, 196.0, 400.0]
+    # Exact data a * (raw - offset) + depth * n^2 is recovered, offset included.
+    measured = [0.95 * (x - 4.0) + 2.1 * s for x, s in zip(raw, blocks_squared)]
+    fit = fit_linear_correction(raw, measured, intercept=False, offset=4.0, blocks_squared=blocks_squared)
+    assert fit["fit"] == "depth" and fit["a"] == pytest.approx(0.95) and fit["depth"] == pytest.approx(2.1)
+    assert fit["offset"] == 4.0 and fit["b"] == pytest.approx(-0.95 * 4.0)
+    for x, s, y in zip(raw, blocks_squared, measured):
+        assert apply_correction(fit, x, s) == pytest.approx(y)
+    # Data that asks for a negative depth term gets depth 0: the proportional fit (hand-derived).
+    cheaper = [1.2 * x - 0.5 * s for x, s in zip(raw, blocks_squared)]
+    held = fit_linear_correction(raw, cheaper, intercept=False, blocks_squared=blocks_squared)
+    r = [x / y for x, y in zip(raw, cheaper)]
+    assert held["depth"] == 0.0 and held["a"] == pytest.approx(sum(r) / sum(v * v for v in r))
+    with pytest.raises(ValueError, match="intercept"):
+        fit_linear_correction(raw, measured, blocks_squared=blocks_squared)
+    with pytest.raises(ValueError, match="blocks_squared"):
+        fit_linear_correction(raw, measured, intercept=False, blocks_squared=blocks_squared[:-1])
+    with pytest.raises(ValueError, match="blocks_squared"):
+        fit_linear_correction(raw, measured, intercept=False, blocks_squared=[-1.0] * len(raw))
+    # A depth term cannot be applied without the block count.
+    with pytest.raises(ValueError, match="depth term"):
+        apply_correction(fit, 500.0)
+
+
 def test_spread_with_varied_skips_reaches_mostly_skipped_architectures(tiny_space):
     from hwnas.spaces import get_space
 

@@ -116,15 +116,44 @@ def test_candidate_evaluation_recalibrates_batch_norm_and_restores_it(space, tab
     assert row["val_loss"] != pytest.approx(stale["val_loss"], rel=1e-4)
 
 
-def test_objective_latency_is_on_the_scale_of_the_tables_predictions(space, table, splits):
-    table.correction = {"kind": "linear", "a": 2.0, "b": 100.0, "n": 6}
+@pytest.mark.parametrize("depth", [0.0, 3.0])
+def test_objective_latency_is_on_the_scale_of_the_tables_predictions(space, table, splits, depth):
+    table.correction = {"kind": "linear", "a": 2.0, "b": 100.0, "n": 6, "depth": depth}
     search = FBNetSearch(space, table, splits, SearchConfig(epochs=1, warmup_epochs=1, num_samples=0), progress=False, log=None)
-    arch = space.make_arch(["k3_e3", "skip"])
-    search.supernet.use_architecture(arch)
-    search.supernet(splits.train.images[:2])
-    # What the objective sees equals what selection and reports use (table.predict with the correction).
-    assert float(search.calibrated(search.supernet.expected_latency())) == pytest.approx(table.predict(arch))
-    assert table.predict(arch) == pytest.approx(2.0 * (10.0 + 30.0 + 1.0) + 100.0)
+    for choices, blocks in ((["k3_e3", "skip"], 1), (["k3_e3", "k3_e3"], 2), (["skip", "skip"], 0)):
+        arch = space.make_arch(choices)
+        search.supernet.use_architecture(arch)
+        search.supernet(splits.train.images[:2])
+        # What the objective sees equals what selection and reports use (table.predict with the correction).
+        assert float(search._mask_latency()) == pytest.approx(table.predict(arch))
+        raw = table.predict(arch, correction="none")
+        assert table.predict(arch) == pytest.approx(2.0 * raw + 100.0 + depth * blocks**2)
+    search.supernet.use_architecture(None)
+
+
+def test_distribution_blocks_squared_is_the_expectation_over_architectures(space, table):
+    import itertools
+
+    net = Supernet(space, table)
+    with torch.no_grad():
+        for layer, logits in zip(net.layers, ([0.3, -1.0, 2.0], [1.5, 0.2, -0.4])):
+            layer.arch_logits.copy_(torch.tensor(logits))
+    probs = [p.tolist() for p in net.probabilities()]
+    # Enumerate every architecture with its probability (layers drawn independently).
+    expected = 0.0
+    for picks in itertools.product(*(range(len(TINY_CHOICES)) for _ in net.layers)):
+        weight = 1.0
+        for layer, pick in enumerate(picks):
+            weight *= probs[layer][pick]
+        expected += weight * sum(TINY_CHOICES[pick] != "skip" for pick in picks) ** 2
+    assert float(net.distribution_blocks_squared()) == pytest.approx(expected, rel=1e-6)
+    # Under the last forward's masks: the mask-weighted count of blocks, with gradients.
+    net(torch.randn(2, 1, 8, 8))
+    manual = sum(float(layer.last_weights.detach() @ torch.tensor([c != "skip" for c in TINY_CHOICES], dtype=torch.float32))
+                 for layer in net.layers)
+    assert float(net.expected_blocks()) == pytest.approx(manual, rel=1e-6)
+    net.expected_blocks().backward()
+    assert all(p.grad is not None for p in net.arch_parameters())
 
 
 def test_warmup_defaults_to_a_third_of_the_epochs():

@@ -116,7 +116,8 @@ class LatencyTable:
         metric, unit: ``"latency"``/``"us"`` or e.g. ``"energy"``/``"mJ"``.
         call_overhead: Cost every separately measured call pays once (per-run
             overhead of the target and the harness), or ``None`` if not measured.
-        correction: Fitted correction ``{"kind": "linear", "a": .., "b": ..}`` or ``None``.
+        correction: Fitted correction ``{"kind": "linear", "a": .., "b": ..}`` (with
+            ``"depth": c`` when it has a depth term, see :func:`apply_correction`) or ``None``.
         source: ``"measured"``, ``"least_squares"``, ``"refined"`` or ``"user"``.
         complete: Whether every key of :meth:`required_keys` has an entry.
     """
@@ -212,6 +213,13 @@ class LatencyTable:
         return self.value(self.stem_key) + self.value(self.head_key) + sum(
             min(self.value(key) for key in layer.values()) for layer in self.layers)
 
+    def num_blocks(self, arch: Any) -> int:
+        """Layers of ``arch`` that run a block rather than a skip (the depth term's count)."""
+        from hwnas.spaces.blocks import parse_block_name
+
+        self._check_arch(arch)
+        return sum(not parse_block_name(choice).is_skip for choice in arch.choices)
+
     def num_units(self) -> int:
         """Separately measured calls summed per architecture: stem + layers + head."""
         return len(self.layers) + 2
@@ -224,8 +232,8 @@ class LatencyTable:
             correction: ``"none"`` (eq. 3 as is), ``"overhead"`` (remove the
                 per-call overhead that every table entry paid but a whole model
                 pays once: ``raw - (units - 1) * call_overhead``), ``"linear"``
-                (the fitted ``a * raw + b`` in :attr:`correction`), or ``"auto"``
-                (linear if fitted, else none).
+                (the fitted ``a * raw + b``, plus its depth term, in :attr:`correction`),
+                or ``"auto"`` (linear if fitted, else none).
 
         Raises:
             ValueError: Unknown correction, or one the table has no data for.
@@ -242,7 +250,8 @@ class LatencyTable:
         if correction == "linear":
             if not self.correction:
                 raise ValueError("this table has no fitted correction; run validation with calibration first")
-            return apply_correction(self.correction, raw, self)
+            depth = self.num_blocks(arch) ** 2 if self.correction.get("depth") else None
+            return apply_correction(self.correction, raw, depth)
         raise ValueError(f"correction must be 'none', 'overhead', 'linear' or 'auto', got {correction!r}")
 
     def layer_costs(self, layer: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -403,10 +412,31 @@ def layer_key_c_out(key: str) -> int:
     return int(channels.split("-")[1])
 
 
-def apply_correction(correction: Mapping[str, Any], raw: float, table: Optional[LatencyTable] = None) -> float:
-    """Applies a fitted correction to a raw table sum."""
+def apply_correction(correction: Mapping[str, Any], raw: Any, blocks_squared: Any = None) -> Any:
+    """Applies a fitted correction to a raw table sum: ``a * raw + b + depth * blocks_squared``.
+
+    The depth term (``correction["depth"]``, absent or 0 in corrections without one)
+    is what a whole model pays beyond the sum of its blocks timed alone, growing with
+    the square of its number of blocks: each block runs slower the more blocks
+    there are (see :func:`~hwnas.latency.validation.fit_linear_correction`).
+
+    Args:
+        correction: A fitted correction (``kind`` ``"linear"``).
+        raw: Table sum(s): a float or a tensor (then the result is a differentiable tensor).
+        blocks_squared: The squared number of non-skip blocks (or its expectation);
+            required when the correction has a depth term.
+
+    Raises:
+        ValueError: Unknown kind, or a depth term without ``blocks_squared``.
+    """
     kind = correction.get("kind")
-    if kind == "linear":
-        return float(correction["a"]) * raw + float(correction["b"])
-    raise ValueError(f"unknown correction kind {kind!r}")
+    if kind != "linear":
+        raise ValueError(f"unknown correction kind {kind!r}")
+    value = raw * float(correction["a"]) + float(correction["b"])
+    depth = float(correction.get("depth") or 0.0)
+    if depth:
+        if blocks_squared is None:
+            raise ValueError("this correction has a depth term: pass the (expected) squared number of blocks")
+        value = value + depth * blocks_squared
+    return value
 

@@ -244,17 +244,30 @@ class FBNetSearch:
         self.epoch = 0
         self.search_seconds = 0.0
 
-    def calibrated(self, raw: torch.Tensor) -> torch.Tensor:
-        """``raw`` table sum -> the table's prediction: its fitted ``a * raw + b`` when it has one.
+    def calibrated(self, raw: torch.Tensor, blocks_squared: torch.Tensor) -> torch.Tensor:
+        """``raw`` table sum -> the table's prediction: its fitted ``a * raw + b`` (plus
+        ``depth * blocks_squared`` when the correction has a depth term) when it has one.
 
         The objective, the logged expected latency and :meth:`LatencyTable.predict` (used to
         select and report architectures) thus share one scale, so a ``hard_target`` in us
         means the same thing during the search and in the reported predictions.
         """
+        from hwnas.latency.table import apply_correction
+
         correction = getattr(self.table, "correction", None) or {}
         if correction.get("kind") == "linear":
-            return raw * float(correction["a"]) + float(correction["b"])
+            return apply_correction(correction, raw, blocks_squared)
         return raw
+
+    def _mask_latency(self) -> torch.Tensor:
+        """The prediction for the last forward's masks (differentiable)."""
+        net = self.supernet
+        return self.calibrated(net.expected_latency(), net.expected_blocks() ** 2)
+
+    def _distribution_latency(self) -> torch.Tensor:
+        """The prediction under the architecture distribution itself (no noise)."""
+        net = self.supernet
+        return self.calibrated(net.distribution_latency(), net.distribution_blocks_squared())
 
     def _loss_scale(self) -> float:
         """``objective(1, LAT_0)`` (``LAT_0``: the uniform distribution's latency), a constant
@@ -262,7 +275,7 @@ class FBNetSearch:
         if self.table is None:
             return 1.0
         with torch.no_grad():
-            lat0 = self.calibrated(self.supernet.distribution_latency()).double()
+            lat0 = self._distribution_latency().double()
             scale = float(self.objective(torch.tensor(1.0, dtype=torch.float64), lat0))
         return scale if math.isfinite(scale) and scale > 0 else 1.0
 
@@ -330,7 +343,7 @@ class FBNetSearch:
         with _frozen(list(net.weight_parameters())):
             for x, y in self._batches(self.arch_data, self.config.arch_batch_size, f"epoch {epoch + 1}/{self.config.epochs} architecture"):
                 ce = F.cross_entropy(net(x), y)
-                lat = self.calibrated(net.expected_latency())
+                lat = self._mask_latency()
                 loss = self.objective(ce, lat)
                 self.arch_optimizer.zero_grad(set_to_none=True)
                 (loss / self.loss_scale).backward()
@@ -356,7 +369,7 @@ class FBNetSearch:
         self.scheduler.step()
         derived = self.supernet.derive()
         with torch.no_grad():
-            record["expected_latency_us"] = float(self.calibrated(self.supernet.distribution_latency()))
+            record["expected_latency_us"] = float(self._distribution_latency())
         record["derived"] = derived.to_string()
         record["derived_predicted_latency_us"] = self.table.predict(derived) if self.table is not None else None
         record["probabilities"] = [[round(v, 6) for v in p.tolist()] for p in self.supernet.probabilities()]

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from hwnas.layers import MixedLayer
-from hwnas.spaces import Architecture, SearchSpace, build_block
+from hwnas.spaces import Architecture, SearchSpace, build_block, parse_block_name
 
 __all__ = ["Supernet", "check_table_matches_space"]
 
@@ -75,6 +75,11 @@ class Supernet(nn.Module):
             candidates = [build_block(choice, spec.c_in, spec.c_out, spec.stride) for choice in spec.choices]
             latencies = None if table is None else table.layer_costs(index).tolist()
             self.layers.append(MixedLayer(candidates, mode=mode, temperature=temperature, latencies=latencies, fused=fused))
+        # Per layer, 1 for the candidates that are blocks and 0 for skips: the depth
+        # term of a table's correction counts blocks (not saved: it follows from the space).
+        for index, spec in enumerate(space.layers):
+            is_block = [0.0 if parse_block_name(choice).is_skip else 1.0 for choice in spec.choices]
+            self.register_buffer(f"is_block_{index}", torch.tensor(is_block), persistent=False)
         self.head = space.build_head()
         fixed = 0.0 if table is None else table.value(table.stem_key) + table.value(table.head_key)
         self.register_buffer("fixed_latency", torch.tensor(float(fixed)))
@@ -109,6 +114,27 @@ class Supernet(nn.Module):
         for layer in self.layers:
             total = total + layer.latency_of(layer.probabilities())
         return total
+
+    def _is_block(self, index: int) -> Tensor:
+        return getattr(self, f"is_block_{index}")
+
+    def expected_blocks(self) -> Tensor:
+        """0-dim ``sum_l sum_i m_{l,i} [candidate i is a block]`` of the last forward's masks:
+        the number of non-skip blocks (exact for one-hot masks), differentiable in the logits."""
+        weights = [layer.last_weights for layer in self.layers]
+        if any(w is None for w in weights):
+            raise ValueError("expected_blocks is known only after a forward pass")
+        return torch.stack([w @ self._is_block(i).to(w.dtype) for i, w in enumerate(weights)]).sum()
+
+    def distribution_blocks_squared(self) -> Tensor:
+        """0-dim ``E[n^2]`` of the number ``n`` of non-skip blocks under ``softmax(logits)``.
+
+        Layers are drawn independently, so with ``q_l`` the probability that layer
+        ``l`` runs a block, ``E[n^2] = (sum_l q_l)^2 + sum_l q_l (1 - q_l)``.
+        """
+        q = torch.stack([layer.probabilities() @ self._is_block(i).to(layer.arch_logits.dtype)
+                         for i, layer in enumerate(self.layers)])
+        return q.sum() ** 2 + (q * (1 - q)).sum()
 
     # ------------------------------------------------------------------ parameters
 

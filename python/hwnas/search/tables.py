@@ -22,10 +22,12 @@ __all__ = ["CALIBRATION_VERSION", "default_cache_dir", "table_cache_path", "cach
 
 
 #: How a search table's correction is calibrated; a cached correction of another
-#: version is fitted again. 2: calibration models spread in the share of skipped
-#: layers too, and an affine fit held above a tenth of the smallest sum (1: a
-#: proportional fit less the per-call overheads, on models with few skips).
-CALIBRATION_VERSION = 2
+#: version is fitted again. 3: a proportional fit less the per-call overheads plus
+#: a depth term in the squared number of blocks, on calibration models spread in
+#: block sizes and in the share of skipped layers (2: an affine fit held above a
+#: tenth of the smallest sum, on the same models; 1: the proportional fit alone, on
+#: models with few skips).
+CALIBRATION_VERSION = 3
 
 
 def quick_timing():
@@ -77,14 +79,15 @@ def cached_table(space: Any, target: Any, cache_dir: Optional[str] = None, confi
         config: Per-entry timing (default: :func:`quick_timing`).
         progress: Progress bar while measuring.
         calibrate: If positive and the table has no fitted correction yet, measure
-            this many whole models to fit the correction ``measured ~ a * table_sum + b``
-            (stored in the cached table; predictions then use it). The calibration
-            models spread both in block sizes and in the share of skipped layers,
-            since searches end with most layers skipped: with few skips among the
-            calibration models, 14 searched models measured 4-13% under their
-            predictions. The intercept is held at ``b >= -0.9 * a * smallest_sum``,
-            so that even the smallest architecture is predicted positive (see
-            :func:`~hwnas.latency.validation.fit_linear_correction`). A cached
+            this many whole models to fit the correction ``measured ~ a * (table_sum -
+            overheads) + depth * blocks^2`` (stored in the cached table; predictions
+            then use it). The calibration models spread both in block sizes and in
+            the share of skipped layers, since searches end with most layers
+            skipped: with few skips among the calibration models, 14 searched models
+            measured 4-13% under their predictions. The depth term is what a whole
+            model pays beyond its blocks timed alone, which grows with its number of
+            blocks (see :func:`~hwnas.latency.validation.fit_linear_correction`);
+            with ``a > 0`` and ``depth >= 0`` every prediction is positive. A cached
             correction from another :data:`CALIBRATION_VERSION` is fitted again.
         seed: Seed of the calibration architectures.
         drift_correction: Time every entry and calibration model through a
@@ -115,7 +118,7 @@ def cached_table(space: Any, target: Any, cache_dir: Optional[str] = None, confi
 
         validate_table(table, space, target, num_archs=2, num_calibration=max(2, calibrate), seed=seed,
                        config=calibration_timing(table), progress=progress, store_correction=True,
-                       intercept=True, vary_skips=True)
+                       intercept=False, vary_skips=True, depth=True)
         table.correction["calibration"] = CALIBRATION_VERSION
         table.save(path)
     return table
