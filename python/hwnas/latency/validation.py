@@ -253,8 +253,8 @@ def fit_linear_correction(raw: Sequence[float], measured: Sequence[float], inter
             blocks_squared`` with ``a > 0`` and ``depth >= 0`` (``intercept`` must be
             False): a whole model pays more than the sum of its blocks timed alone,
             and the more blocks it has, the more each one pays. Measured on eager
-            PyTorch at 8x8: models with no two blocks in a row ran at 0.9-1.1 times
-            their table sums, models of 17-22 blocks at 1.2-1.36 times; fitted on 12
+            PyTorch at 8x8: models with no two blocks in a row ran at 0.88-1.13 times
+            their table sums, models of 17-22 blocks at 1.23-1.36 times; fitted on 12
             of 24 such models, the affine fit missed 9 searched models by up to 12.8%
             (median over draws of the 12), this one by up to 8.9%, with ``depth``
             steady at 2.0-2.3 us on two days' data.

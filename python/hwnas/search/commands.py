@@ -67,9 +67,9 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
     space.add_argument("--target", default="eager", help="latency target: eager, onnxruntime or torchscript (default eager)")
     space.add_argument("--threads", type=int, default=1, help="threads of the latency measurements (default 1)")
     space.add_argument("--calibrate", type=int, default=12,
-                       help="whole models measured once per cached table to fit its linear correction "
-                            "measured ~ a * table_sum + b (models spread in block sizes and in skipped layers; b held so that "
-                            "the cheapest architecture stays positive), which then maps every latency of the search: "
+                       help="whole models measured once per cached table to fit its correction "
+                            "measured ~ a * (table_sum - overheads) + depth * blocks^2 (models spread in block sizes "
+                            "and in skipped layers; a > 0, depth >= 0), which then maps every latency of the search: "
                             "objective, --target-us, predictions (default 12; 0: none, plain table sums)")
     space.add_argument("--no-drift-correction", action="store_true",
                        help="measure without the drift reference (by default a fixed reference model is timed around "
