@@ -279,15 +279,20 @@ def fit_linear_correction(raw: Sequence[float], measured: Sequence[float], inter
         return {"kind": "linear", "a": a, "b": -a * float(offset), "n": int(x.size), "fit": "proportional",
                 "offset": float(offset)}
 
-    if blocks_squared is not None:
-        if intercept:
-            raise ValueError("the depth fit has no free intercept: pass intercept=False")
+    if blocks_squared is not None and intercept:
+        raise ValueError("the depth fit has no free intercept: pass intercept=False")
+    if not intercept:
         if not math.isfinite(offset) or offset < 0:
             raise ValueError(f"offset must be a finite number >= 0, got {offset}")
+        # A noisy overhead can never remove a whole model: keep at least a tenth of
+        # the smallest calibration sum (the stored offset says what was used). On ONNX
+        # Runtime the overhead is 60-70% of a small model's sum.
+        offset = min(float(offset), 0.9 * float(x.min()))
+        if blocks_squared is None:
+            return proportional(offset)
         s = np.asarray(blocks_squared, dtype=float)
         if s.shape != x.shape or not np.all(np.isfinite(s)) or np.any(s < 0):
             raise ValueError(f"blocks_squared must be {x.size} finite values >= 0, got {s.tolist()}")
-        offset = min(float(offset), 0.9 * float(x.min()))
         design = np.stack([(x - offset) * w, s * w], axis=1)
         (a, depth), *_ = np.linalg.lstsq(design, np.ones_like(y), rcond=None)
         if not (a > 0 and depth >= 0):
@@ -296,13 +301,6 @@ def fit_linear_correction(raw: Sequence[float], measured: Sequence[float], inter
             return {**proportional(offset), "fit": "depth", "depth": 0.0}
         return {"kind": "linear", "a": float(a), "b": -float(a) * offset, "n": int(x.size), "fit": "depth",
                 "offset": offset, "depth": float(depth)}
-    if not intercept:
-        if not math.isfinite(offset) or offset < 0:
-            raise ValueError(f"offset must be a finite number >= 0, got {offset}")
-        # A noisy overhead can never remove a whole model: keep at least a tenth of
-        # the smallest calibration sum (the stored offset says what was used). On ONNX
-        # Runtime the overhead is 60-70% of a small model's sum.
-        return proportional(min(float(offset), 0.9 * float(x.min())))
     design = np.stack([x * w, w], axis=1)
     (a, b), *_ = np.linalg.lstsq(design, np.ones_like(y), rcond=None)
     if floor is None:

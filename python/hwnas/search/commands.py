@@ -49,6 +49,7 @@ def _add_train_args(group: Any, default_epochs: int) -> None:
 
 def configure_search(parser: argparse.ArgumentParser) -> None:
     from .dnas import SearchConfig
+    from .objectives import OBJECTIVES
     from .retrain import TrainConfig
 
     d = SearchConfig()
@@ -100,7 +101,7 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
     search.add_argument("--samples", type=int, default=d.num_samples,
                         help=f"architectures sampled from the final distribution (default {d.num_samples})")
     objective = parser.add_argument_group("objective (latency LAT in microseconds)")
-    objective.add_argument("--objective", default="fbnet", choices=("fbnet", "additive", "proxyless", "hard_target", "absolute"),
+    objective.add_argument("--objective", default="fbnet", choices=tuple(OBJECTIVES),
                            help="fbnet: CE*alpha*log(LAT)^beta; additive: CE+lambda*LAT; proxyless: CE*(LAT/target)^beta; "
                                 "hard_target: CE+lambda*relu(LAT/target-1); absolute (TuNAS): CE+lambda*|LAT/target-1|, "
                                 "which also pulls a model under the target up to it")
