@@ -25,8 +25,8 @@ def test_search_then_train_from_the_command_line(inputs, capsys):
     run = tmp / "run"
     common = ["--quiet", "--data", str(tmp / "tiny.npz"), "--resolution", "8"]
     code = main(["search", *common, "--space", str(tmp / "space.json"), "--width", "1", "--out", str(run),
-                 "--epochs", "2", "--warmup-epochs", "1", "--batch-size", "16", "--samples", "2", "--calibrate", "0",
-                 "--cache-dir", str(tmp / "cache"), "--train-epochs", "1", "--objective", "hard_target",
+                 "--epochs", "2", "--warmup-epochs", "1", "--batch-size", "16", "--samples", "2", "--calibrate", "2",
+                 "--scale-rounds", "2", "--cache-dir", str(tmp / "cache"), "--train-epochs", "1", "--objective", "hard_target",
                  "--target-us", "500"])
     out = capsys.readouterr().out
     assert code == 0, out
@@ -38,6 +38,12 @@ def test_search_then_train_from_the_command_line(inputs, capsys):
         assert (run / name).is_file(), name
     summary = json.loads((run / "summary.json").read_text())
     assert summary["format"] == "hwnas.run_summary" and summary["measured_latency_us"] > 0
+    # The final measurement ran beside the table's 2 calibration models and is on their scale.
+    scale = summary["table_scale"]
+    assert scale["rounds"] == 2 and scale["scale"] > 0 and scale["single_measurement_us"] > 0
+    assert summary["measured_latency_us"] == pytest.approx(scale["pooled_us"] * scale["scale"])
+    assert summary["latency_error"] == pytest.approx(summary["measured_latency_us"] / summary["predicted_latency_us"] - 1)
+    assert "models" not in summary["latency_correction"]
     config = json.loads((run / "config.json").read_text())
     assert config["pipeline"]["search"]["objective"] == {"name": "hard_target", "target": 500.0, "lam": 2.0}
     assert os.listdir(tmp / "cache" / "latency")  # the table was cached for the next run
@@ -70,6 +76,8 @@ def test_bad_inputs_are_reported_not_raised(inputs, capsys):
     assert "needs --target-us" in capsys.readouterr().err
     assert main(["search", "--quiet", "--objective", "absolute"]) == 1
     assert "--objective absolute needs --target-us" in capsys.readouterr().err
+    assert main(["search", "--quiet", "--scale-rounds", "-1"]) == 1
+    assert "--scale-rounds must be >= 0" in capsys.readouterr().err
     assert main(["train", "--quiet", str(inputs / "nothing.json")]) == 1
     assert "neither an architecture JSON file nor a run folder" in capsys.readouterr().err
 

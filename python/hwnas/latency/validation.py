@@ -34,6 +34,7 @@ from .targets import Target
 __all__ = [
     "sample_spread_architectures",
     "measure_architectures",
+    "measure_round_robin",
     "error_metrics",
     "fit_linear_correction",
     "validate_table",
@@ -151,6 +152,31 @@ def measure_architectures(
             load changes over time this spreads every model over several moments,
             so that a busy minute does not slow down only the models measured in it.
     """
+
+    def build(arch):
+        torch.manual_seed(seed)
+        return space.build(arch), (space.in_channels, arch.resolution, arch.resolution)
+
+    return measure_round_robin([lambda arch=arch: build(arch) for arch in archs], target, config, rounds,
+                               progress=progress, desc=f"whole models on {target.name}")
+
+
+def measure_round_robin(models: Sequence[Any], target: Target, config: Optional[TimingConfig] = None,
+                        rounds: int = 1, progress: bool = False, desc: str = "whole models") -> list[TimingResult]:
+    """Measures whole models round-robin, ``rounds`` times each with ``budget_s / rounds``.
+
+    Args:
+        models: ``(module, (C, H, W))`` pairs, or callables returning one (built when
+            measured, so that only one model of a long list is alive at a time).
+        target: Where to measure.
+        config: Total timing settings per model (default :data:`DEFAULT_MODEL_TIMING`).
+        rounds: Measuring rounds; each model's samples are pooled over them.
+        progress: Progress bar.
+        desc: Its label.
+
+    Returns:
+        One :class:`TimingResult` per model, in order.
+    """
     from dataclasses import replace
 
     from .harness import sample_statistics
@@ -162,17 +188,16 @@ def measure_architectures(
         config = replace(config, budget_s=config.budget_s / rounds,
                          min_samples=max(1, config.min_samples // rounds),
                          max_samples=max(1, config.max_samples // rounds))
-    pooled: list[list[TimingResult]] = [[] for _ in archs]
+    pooled: list[list[TimingResult]] = [[] for _ in models]
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(archs) * rounds, desc=f"whole models on {target.name}", unit="model")
+        bar = tqdm(total=len(models) * rounds, desc=desc, unit="model")
     for _ in range(rounds):
-        for index, arch in enumerate(archs):
-            torch.manual_seed(seed)
-            model = space.build(arch)
-            pooled[index].append(target.measure(model, (space.in_channels, arch.resolution, arch.resolution), config))
+        for index, entry in enumerate(models):
+            module, shape = entry() if callable(entry) else entry
+            pooled[index].append(target.measure(module, shape, config))
             if bar is not None:
                 bar.update(1)
     if bar is not None:
@@ -507,6 +532,11 @@ def validate_table(
                                                offset=0.0 if intercept else offset, floor=floor if intercept else None)
         linear = [apply_correction(correction, x, table.num_blocks(a) ** 2) for x, a in zip(raw, validation)]
         if store_correction:
+            # The calibration models and what they measured go with the fit: timing
+            # them again later tells how far the machine's speed has moved since
+            # (see :mod:`hwnas.latency.table_scale`).
+            correction["models"] = [{"arch": a.to_dict(), "measured_us": float(m)}
+                                    for a, m in zip(calibration, calib_measured)]
             table.correction = correction
     metrics = {"raw": error_metrics(raw, measured)}
     if overhead is not None:

@@ -76,6 +76,11 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
                        help="measure without the drift reference (by default a fixed reference model is timed around "
                             "every measurement of the table, its calibration and the final model, and each result "
                             "is scaled to the reference's speed when the table was built)")
+    space.add_argument("--scale-rounds", type=int, default=3,
+                       help="measure the retrained model (and baseline) in this many rounds, round-robin with the "
+                            "table's calibration models, and scale it by how much faster those ran when the "
+                            "correction was fitted, so that it is compared with its prediction at the same machine "
+                            "speed (default 3; 0: one drift-corrected measurement)")
     space.add_argument("--cache-dir", help="latency-table cache folder (default $HWNAS_CACHE_DIR or ~/.cache/hwnas)")
     search = parser.add_argument_group("search (FBNet)")
     search.add_argument("--epochs", type=int, default=d.epochs, help=f"search epochs, warm-up included (default {d.epochs})")
@@ -137,6 +142,8 @@ def run_search(args: argparse.Namespace) -> int:
     from .pipeline import PipelineConfig, search_pipeline
     from .retrain import TrainConfig
 
+    if args.scale_rounds < 0:
+        raise ValueError(f"--scale-rounds must be >= 0 (0: one drift-corrected measurement), got {args.scale_rounds}")
     if args.resume:
         summary = search_pipeline(PipelineConfig(), resume=args.resume, progress=not args.quiet)
     else:
@@ -155,7 +162,7 @@ def run_search(args: argparse.Namespace) -> int:
             width=args.width, choices=[c.strip() for c in args.choices.split(",")] if args.choices else None,
             target=args.target, threads=args.threads, train_threads=args.train_threads or None, search=search.to_dict(),
             retrain=None if retrain is None else retrain.to_dict(), baseline=args.baseline, calibrate=args.calibrate,
-            drift_correction=not args.no_drift_correction,
+            drift_correction=not args.no_drift_correction, scale_rounds=args.scale_rounds,
             cache_dir=args.cache_dir,
         )
         summary = search_pipeline(config, out=args.out, runs_dir=args.runs_dir, progress=not args.quiet)

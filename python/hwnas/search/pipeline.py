@@ -68,6 +68,10 @@ class PipelineConfig(DictConfig):
             the baseline through one :class:`~hwnas.latency.drift.DriftCorrectedTarget`
             (a reference model timed around each measurement), so that they share one
             scale even when the machine's speed drifts between them.
+        scale_rounds: The retrained models' final measurement runs in this many rounds,
+            round-robin with the table's calibration models, and is scaled by how much
+            faster those ran when the correction was fitted (see
+            :mod:`hwnas.latency.table_scale`; 0: one drift-corrected measurement).
         cache_dir: Latency-table cache folder (``None``: :func:`hwnas.search.tables.default_cache_dir`).
     """
 
@@ -88,6 +92,7 @@ class PipelineConfig(DictConfig):
     baseline: bool = False
     calibrate: int = 12
     drift_correction: bool = True
+    scale_rounds: int = 3
     cache_dir: Optional[str] = None
 
 
@@ -210,7 +215,8 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
         "format": SUMMARY_FORMAT, "version": 1, "run": run.path, "architecture": arch.to_string(),
         "target": config.target, "objective": search_config.objective,
         "supernet_val_accuracy": chosen["val_accuracy"], "predicted_latency_us": chosen["predicted_latency_us"],
-        "predicted_latency_raw_us": table.predict(arch, correction="none"), "latency_correction": table.correction or None,
+        "predicted_latency_raw_us": table.predict(arch, correction="none"),
+        "latency_correction": {k: v for k, v in table.correction.items() if k != "models"} if table.correction else None,
         "table_seconds": table_seconds, "search_seconds": result.search_seconds,
     }
     points = [{"latency": c["predicted_latency_us"], "accuracy": c["val_accuracy"], "kind": c["kind"],
@@ -225,11 +231,7 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
         summary.update({"test_accuracy": trained["test_accuracy"], "val_accuracy": trained["val_accuracy"],
                         "measured_latency_us": trained["latency"]["median_us"], "exported": trained["exported"],
                         "retrain_seconds": trained["seconds"]})
-        summary["latency_error"] = summary["measured_latency_us"] / summary["predicted_latency_us"] - 1.0
-        points.append({"latency": trained["latency"]["median_us"], "accuracy": trained["test_accuracy"],
-                       "kind": "searched", "label": "searched (retrained, measured)"})
-        log(f"retrained: test accuracy {trained['test_accuracy']:.3f}, measured latency "
-            f"{trained['latency']['median_us']:.0f} us (predicted {chosen['predicted_latency_us']:.0f} us)")
+        base = None
         if config.baseline:
             from .baselines import scale_baseline_to_latency
 
@@ -240,8 +242,31 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
                                       stage="baseline", export_folder=None, progress=progress, log=log)
             summary["baseline"] = {"width": picked["width"], "depth": picked["depth"], "arch": picked["arch"].to_string(),
                                    "test_accuracy": base["test_accuracy"], "measured_latency_us": base["latency"]["median_us"]}
-            points.append({"latency": base["latency"]["median_us"], "accuracy": base["test_accuracy"], "kind": "baseline",
-                           "label": f"MobileNetV2-style w{picked['width']:g} d{picked['depth']:g} (retrained)"})
+        if config.scale_rounds and (table.correction or {}).get("models"):
+            from hwnas.latency.table_scale import measure_on_table_scale
+
+            # The final numbers are measured beside the table's calibration models, on
+            # the scale the prediction was fitted on (see hwnas.latency.table_scale).
+            timed = [(trained["model"], trained["input_shape"])] + ([(base["model"], base["input_shape"])] if base else [])
+            scaled = measure_on_table_scale(timed, table, space, target, rounds=int(config.scale_rounds))
+            summary["table_scale"] = {"scale": scaled["scale"], "rounds": scaled["rounds"],
+                                      "single_measurement_us": summary["measured_latency_us"],
+                                      "pooled_us": scaled["measured_us"][0]}
+            summary["measured_latency_us"] = scaled["table_scale_us"][0]
+            if base:
+                summary["baseline"]["single_measurement_us"] = summary["baseline"]["measured_latency_us"]
+                summary["baseline"]["measured_latency_us"] = scaled["table_scale_us"][1]
+            log(f"table scale: x{scaled['scale']:.3f} from {len(scaled['calibration_ratios'])} calibration models "
+                f"timed again in {scaled['rounds']} rounds")
+        summary["latency_error"] = summary["measured_latency_us"] / summary["predicted_latency_us"] - 1.0
+        points.append({"latency": summary["measured_latency_us"], "accuracy": trained["test_accuracy"],
+                       "kind": "searched", "label": "searched (retrained, measured)"})
+        log(f"retrained: test accuracy {trained['test_accuracy']:.3f}, measured latency "
+            f"{summary['measured_latency_us']:.0f} us (predicted {chosen['predicted_latency_us']:.0f} us)")
+        if base:
+            b = summary["baseline"]
+            points.append({"latency": b["measured_latency_us"], "accuracy": base["test_accuracy"], "kind": "baseline",
+                           "label": f"MobileNetV2-style w{b['width']:g} d{b['depth']:g} (retrained)"})
     plots["accuracy_latency"] = plot_accuracy_latency(
         points, run.file("plots", "accuracy_latency.png"),
         title="accuracy vs latency", xlabel="latency (us): predicted for supernet points, measured for retrained",
@@ -264,6 +289,7 @@ def train_architecture(space: Any, arch: Any, splits: DataSplits, config: TrainC
     result["latency"] = measure_model_latency(model, target, shape)
     result["exported"] = export_model(model, export_folder, shape, arch) if export_folder else {}
     result["seconds"] = time.perf_counter() - started
+    result["model"], result["input_shape"] = model, shape
     return result
 
 

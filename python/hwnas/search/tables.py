@@ -22,12 +22,13 @@ __all__ = ["CALIBRATION_VERSION", "default_cache_dir", "table_cache_path", "cach
 
 
 #: How a search table's correction is calibrated; a cached correction of another
-#: version is fitted again. 3: a proportional fit less the per-call overheads plus
+#: version is fitted again. 4: version 3, with the calibration models and their
+#: measurements stored beside the fit (see :mod:`hwnas.latency.table_scale`). 3: a proportional fit less the per-call overheads plus
 #: a depth term in the squared number of blocks, on calibration models spread in
 #: block sizes and in the share of skipped layers (2: an affine fit held above a
 #: tenth of the smallest sum, on the same models; 1: the proportional fit alone, on
 #: models with few skips).
-CALIBRATION_VERSION = 3
+CALIBRATION_VERSION = 4
 
 
 def quick_timing():
