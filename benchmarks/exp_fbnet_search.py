@@ -115,12 +115,17 @@ def run_search(args, dataset: str, resolution: int, weight: float, seed: int, ta
     return search_pipeline(config, out=folder, resume=resume, progress=not args.quiet, log=_log if args.verbose else _quiet)
 
 
-def _run_target(summary: dict[str, Any]):
+def _run_table(summary: dict[str, Any]):
+    """A search run's latency table and the space of its architecture."""
+    table = LatencyTable.load(os.path.join(summary["run"], "latency_table.json"))
+    return table, space_for_architecture(Architecture.load(os.path.join(summary["run"], "architecture.json")))
+
+
+def _run_target(summary: dict[str, Any], table_space=None):
     """The target a search run measured its model with (drift correction included)."""
     from hwnas.search.tables import measuring_target
 
-    table = LatencyTable.load(os.path.join(summary["run"], "latency_table.json"))
-    space = space_for_architecture(Architecture.load(os.path.join(summary["run"], "architecture.json")))
+    table, space = table_space or _run_table(summary)
     return measuring_target(get_target(summary["target"], threads=1), space, table)
 
 
@@ -141,7 +146,8 @@ def part_a(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
         runs = [run_search(args, dataset, resolution, weight, seed, "eager", out, reference_us=reference_us)
                 for seed in args.seeds]
         # Baselines are measured on the searched models' scale: the same drift reference and baseline.
-        target = _run_target(runs[0])
+        table, space = _run_table(runs[0])
+        target = _run_target(runs[0], (table, space))
         # measured_latency_us is on the table's scale (the pipeline timed each model beside
         # the table's calibration models); single_us is its one drift-corrected measurement.
         measured = [r["measured_latency_us"] for r in runs]
@@ -164,8 +170,6 @@ def part_a(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
             base_models.append((trained["model"], trained["input_shape"]))
             base_single.append(trained["latency"]["median_us"])
         # The baselines go on the table's scale too, all seeds in one round-robin.
-        table = LatencyTable.load(os.path.join(runs[0]["run"], "latency_table.json"))
-        space = space_for_architecture(Architecture.load(os.path.join(runs[0]["run"], "architecture.json")))
         scaled = measure_on_table_scale(base_models, table, space, target)
         row = {
             "weight": weight, "archs": [r["architecture"] for r in runs],

@@ -213,6 +213,11 @@ class LatencyTable:
         return self.value(self.stem_key) + self.value(self.head_key) + sum(
             min(self.value(key) for key in layer.values()) for layer in self.layers)
 
+    def timing_clock(self) -> str:
+        """The clock the entries were timed with (``"steady"`` unless the build recorded another):
+        whole models must be timed on it too, or they would not compare."""
+        return self.notes.get("timing", {}).get("clock", "steady")
+
     def num_blocks(self, arch: Any) -> int:
         """Layers of ``arch`` that run a block rather than a skip (the depth term's count)."""
         from hwnas.spaces.blocks import parse_block_name

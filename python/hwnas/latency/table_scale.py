@@ -55,7 +55,7 @@ def measure_on_table_scale(models: Sequence[tuple[Any, Sequence[int]]], table: A
     """Measures ``models`` beside ``table``'s calibration models and puts them on the table's scale.
 
     Args:
-        models: ``(module, (C, H, W))`` pairs to measure (copies are timed in eval mode).
+        models: ``(module, (C, H, W))`` pairs to measure (copies are timed).
         table: A calibrated :class:`~hwnas.latency.table.LatencyTable` whose
             correction stores its calibration models.
         space: The table's search space (builds the calibration models).
@@ -79,26 +79,17 @@ def measure_on_table_scale(models: Sequence[tuple[Any, Sequence[int]]], table: A
     """
     import copy
 
-    import torch
-
-    from .validation import DEFAULT_MODEL_TIMING, measure_round_robin
+    from .validation import DEFAULT_MODEL_TIMING, lazy_models, measure_round_robin
 
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
     if not budget_s > 0:
         raise ValueError(f"budget_s must be > 0, got {budget_s!r}")
     calibration = calibration_models(table)
-    if config is None:
-        clock = (table.notes or {}).get("timing", {}).get("clock", DEFAULT_MODEL_TIMING.clock)
-        config = replace(DEFAULT_MODEL_TIMING, clock=clock)
-    config = replace(config, budget_s=float(budget_s))
-
-    def build(arch):
-        torch.manual_seed(seed)
-        return space.build(arch).eval(), (space.in_channels, arch.resolution, arch.resolution)
-
-    entries: list[Any] = [(copy.deepcopy(module).eval(), tuple(shape)) for module, shape in models]
-    entries += [lambda arch=arch: build(arch) for arch, _ in calibration]
+    config = replace(config or replace(DEFAULT_MODEL_TIMING, clock=table.timing_clock()), budget_s=float(budget_s))
+    # Copies: a target puts what it times in eval mode, and the caller's models stay as they are.
+    entries = [(copy.deepcopy(module), tuple(shape)) for module, shape in models]
+    entries += lazy_models(space, [arch for arch, _ in calibration], seed)
     results = measure_round_robin(entries, target, config, rounds, progress=progress,
                                   desc=f"models and calibration models on {target.name}")
     measured = [r.median_us for r in results[:len(models)]]

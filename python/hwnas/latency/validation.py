@@ -35,6 +35,7 @@ __all__ = [
     "sample_spread_architectures",
     "measure_architectures",
     "measure_round_robin",
+    "lazy_models",
     "error_metrics",
     "fit_linear_correction",
     "validate_table",
@@ -153,12 +154,19 @@ def measure_architectures(
             so that a busy minute does not slow down only the models measured in it.
     """
 
+    return measure_round_robin(lazy_models(space, archs, seed), target, config, rounds,
+                               progress=progress, desc=f"whole models on {target.name}")
+
+
+def lazy_models(space: Any, archs: Sequence[Any], seed: int = 0) -> list[Any]:
+    """For :func:`measure_round_robin`: per architecture a callable that builds its model
+    (weights seeded with ``seed``) and returns ``(module, (C, H, W))``."""
+
     def build(arch):
         torch.manual_seed(seed)
         return space.build(arch), (space.in_channels, arch.resolution, arch.resolution)
 
-    return measure_round_robin([lambda arch=arch: build(arch) for arch in archs], target, config, rounds,
-                               progress=progress, desc=f"whole models on {target.name}")
+    return [lambda arch=arch: build(arch) for arch in archs]
 
 
 def measure_round_robin(models: Sequence[Any], target: Target, config: Optional[TimingConfig] = None,
@@ -506,7 +514,7 @@ def validate_table(
         # Same clock as the table's entries, or tables and models would not compare.
         from dataclasses import replace
 
-        config = replace(DEFAULT_MODEL_TIMING, clock=table.notes.get("timing", {}).get("clock", "steady"))
+        config = replace(DEFAULT_MODEL_TIMING, clock=table.timing_clock())
     all_results = measure_architectures(space, validation + calibration, target, config, progress, rounds=rounds)
     results, calib_results = all_results[:num_archs], all_results[num_archs:]
     measured = [r.median_us for r in results]

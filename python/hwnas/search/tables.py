@@ -45,7 +45,7 @@ def calibration_timing(table: Any = None):
     on the clock ``table``'s entries were timed with."""
     from hwnas.latency.validation import DEFAULT_MODEL_TIMING
 
-    clock = (table.notes.get("timing", {}).get("clock", "steady") if table is not None else DEFAULT_MODEL_TIMING.clock)
+    clock = table.timing_clock() if table is not None else DEFAULT_MODEL_TIMING.clock
     # 1 s per model instead of 3: the fit uses several models, so the median of each
     # needs less precision than a single reported measurement.
     return replace(DEFAULT_MODEL_TIMING, budget_s=1.0, target_rel_ci=0.02, clock=clock)
