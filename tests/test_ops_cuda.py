@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hwnas.ops import channel_mask, weighted_sum
+from hwnas.ops import channel_mask, depthwise_conv2d, weighted_sum
 
 pytestmark = pytest.mark.needs_cuda
 
@@ -70,3 +70,29 @@ def test_cuda_opcheck():
     x = torch.randn(2, 8, 3, device="cuda", requires_grad=True)
     g = torch.randn(2, device="cuda", requires_grad=True)
     torch.library.opcheck(torch.ops.hwnas.channel_mask.default, (x, g, [4, 8]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("geometry", [((3, 3), 1, 1, 1), ((5, 5), 2, 2, 1), ((3, 5), 1, (1, 2), 2)])
+def test_depthwise_conv2d_cuda_matches_cpu(dtype, channels_last, geometry):
+    kernel, stride, padding, dilation = geometry
+    x = torch.randn(3, 37, 9, 8, dtype=dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    w = torch.randn(37, 1, *kernel, dtype=dtype)
+
+    def fn(x, w):
+        return depthwise_conv2d(x, w, stride, padding, dilation)
+
+    cpu_out, cpu_grads = _grads(fn, [x, w])
+    cuda_out, cuda_grads = _grads(fn, [x.cuda(), w.cuda()])
+    torch.testing.assert_close(cuda_out, cpu_out)
+    for got, want in zip(cuda_grads, cpu_grads):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_depthwise_conv2d_cuda_opcheck():
+    x = torch.randn(2, 6, 5, 5, device="cuda", requires_grad=True)
+    w = torch.randn(6, 1, 3, 3, device="cuda", requires_grad=True)
+    torch.library.opcheck(torch.ops.hwnas.depthwise_conv2d.default, (x, w, [2, 1], [1, 1], [1, 1]))

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from hwnas.ops import channel_mask, weighted_sum
+from hwnas.ops import channel_mask, depthwise_conv2d, weighted_sum
 
 
 class RecordingMode(TorchFunctionMode):
@@ -53,3 +53,13 @@ def test_gradients_flow_through_the_fast_path():
     torch.testing.assert_close(w.grad, torch.stack([x.detach().sum() for x in xs]))
     with torch.no_grad():
         assert weighted_sum(xs, w).grad_fn is None
+
+
+def test_depthwise_conv2d_entry_point():
+    x, w = torch.randn(2, 3, 6, 6), torch.randn(3, 1, 3, 3)
+    torch.testing.assert_close(depthwise_conv2d(x, w, 2, 1), torch.ops.hwnas.depthwise_conv2d(x, w, [2, 2], [1, 1], [1, 1]),
+                               rtol=0, atol=0)
+    mode = RecordingMode()
+    with mode:
+        depthwise_conv2d(x, w, 1, 1)
+    assert "hwnas.depthwise_conv2d.default" in mode.seen

@@ -38,6 +38,16 @@ at::Tensor channel_mask(const at::Tensor& x, const at::Tensor& gates, const std:
   return op.call(x, gates, widths);
 }
 
+at::Tensor depthwise_conv2d(const at::Tensor& x, const at::Tensor& weight, const std::vector<int64_t>& stride,
+                            const std::vector<int64_t>& padding, const std::vector<int64_t>& dilation) {
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("hwnas::depthwise_conv2d", "")
+          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef, at::IntArrayRef,
+                            at::IntArrayRef)>();
+  return op.call(x, weight, stride, padding, dilation);
+}
+
 }  // namespace
 
 void bind(py::module_& m) {
@@ -45,6 +55,8 @@ void bind(py::module_& m) {
   o.def("weighted_sum", torch::wrap_pybind_function(&weighted_sum), py::arg("branches"), py::arg("weights"));
   o.def("channel_mask", torch::wrap_pybind_function(&channel_mask), py::arg("x"), py::arg("gates"),
         py::arg("widths"));
+  o.def("depthwise_conv2d", torch::wrap_pybind_function(&depthwise_conv2d), py::arg("x"), py::arg("weight"),
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"));
 
   namespace pool = cpu;
   o.def(

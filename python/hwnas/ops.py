@@ -199,6 +199,97 @@ def _channel_mask_backward_fake(grad, x, gates, widths, x_needs_grad, gates_need
 # Autograd of channel_mask is registered in C++ (csrc/ops/autograd/), as weighted_sum's.
 
 
+# --------------------------------------------------------------------------- depthwise_conv2d
+
+__all__ += ["depthwise_conv2d"]
+
+
+def _pair(value, name: str) -> list[int]:
+    if isinstance(value, int):
+        return [value, value]
+    pair = [int(v) for v in value]
+    if len(pair) != 2:
+        raise ValueError(f"depthwise_conv2d: {name} must be an int or 2 ints (height, width), got {value!r}")
+    return pair
+
+
+def depthwise_conv2d(x: Tensor, weight: Tensor, stride=1, padding=0, dilation=1) -> Tensor:
+    """Depthwise 2-D convolution (one filter per channel, no bias) with a native backward.
+
+    Equals ``torch.nn.functional.conv2d(x, weight, None, stride, padding, dilation,
+    groups=C)``. The CPU kernels walk the channels of each position as one vector, so
+    the backward costs about what the forward does; oneDNN computes the weight
+    gradient of a depthwise convolution as one small GEMM per channel on CPUs without
+    AVX-512, which at a search's small feature maps made it most of a supernet step
+    (``benchmarks/bench_depthwise_conv.py``). Results come back in ``x``'s layout
+    (channels_last or contiguous); other layouts are copied once.
+
+    Args:
+        x: ``[B, C, H, W]``, float32, float64, bfloat16 or float16 (accumulation in
+            float32, float64 for float64).
+        weight: ``[C, 1, KH, KW]``, same dtype and device as ``x``.
+        stride: int or (height, width), >= 1.
+        padding: int or (height, width) zeros on each side, >= 0.
+        dilation: int or (height, width), >= 1.
+
+    Returns:
+        ``[B, C, OH, OW]`` with ``OH = (H + 2 * padding - dilation * (KH - 1) - 1) // stride + 1``.
+
+    Raises:
+        RuntimeError: for a weight that is not ``[C, 1, KH, KW]``, mismatched dtypes or
+            devices, bad stride/padding/dilation, or an input smaller than the kernel.
+    """
+    stride, padding, dilation = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+    if _use_torch_ops((x, weight)):
+        return torch.ops.hwnas.depthwise_conv2d.default(x, weight, stride, padding, dilation)
+    return _NATIVE.depthwise_conv2d(x, weight, stride, padding, dilation)
+
+
+def _depthwise_output_shape(x, weight, stride, padding, dilation) -> list:
+    """The C++ checks (csrc/ops/depthwise_conv2d_checks.h) and the output shape, for fake tensors."""
+    where = "hwnas::depthwise_conv2d"
+    torch._check(x.dim() == 4, lambda: f"{where}: x must have shape [B, C, H, W], got shape {list(x.shape)}")
+    torch._check(
+        weight.dim() == 4 and weight.shape[0] == x.shape[1] and weight.shape[1] == 1,
+        lambda: f"{where}: weight must have shape [C, 1, KH, KW] with C = {x.shape[1]}, got shape {list(weight.shape)}",
+    )
+    torch._check(weight.dtype == x.dtype, lambda: f"{where}: weight must have x's dtype ({x.dtype}), got {weight.dtype}")
+    torch._check(weight.device == x.device,
+                 lambda: f"{where}: weight is on {weight.device} but x is on {x.device}; move them to the same device")
+    for name, values, least in (("stride", stride, 1), ("padding", padding, 0), ("dilation", dilation, 1)):
+        torch._check(len(values) == 2 and min(values) >= least,
+                     lambda: f"{where}: {name} must be 2 entries >= {least}, got {list(values)}")
+    out = []
+    for axis in range(2):
+        span = x.shape[2 + axis] + 2 * padding[axis] - dilation[axis] * (weight.shape[2 + axis] - 1) - 1
+        torch._check(span >= 0, lambda: f"{where}: the output would be empty (input smaller than the dilated kernel)")
+        out.append(span // stride[axis] + 1)
+    return [x.shape[0], x.shape[1], *out]
+
+
+def _like_layout_of(x, shape):
+    # The kernels hand results back channels_last exactly when x's suggested layout is.
+    from torch._prims_common import suggest_memory_format
+
+    return x.new_empty(shape).contiguous(memory_format=suggest_memory_format(x))
+
+
+@torch.library.register_fake("hwnas::depthwise_conv2d")
+def _depthwise_conv2d_fake(x, weight, stride, padding, dilation):
+    return _like_layout_of(x, _depthwise_output_shape(x, weight, stride, padding, dilation))
+
+
+@torch.library.register_fake("hwnas::depthwise_conv2d_backward")
+def _depthwise_conv2d_backward_fake(grad, x, weight, stride, padding, dilation, x_needs_grad, weight_needs_grad):
+    _depthwise_output_shape(x, weight, stride, padding, dilation)
+    grad_x = _like_layout_of(x, x.shape) if x_needs_grad else x.new_empty((0,))
+    grad_weight = weight.new_empty(weight.shape) if weight_needs_grad else weight.new_empty((0,))
+    return grad_x, grad_weight
+
+
+# Autograd of depthwise_conv2d is registered in C++ (csrc/ops/autograd/), as weighted_sum's.
+
+
 __all__ += ["cpu_pool_stats", "release_cpu_pool", "set_cpu_pool_limit"]
 
 

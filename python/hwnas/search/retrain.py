@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwnas.data import DataSplits, ImageDataset, iterate_batches
+from hwnas.layers.depthwise import native_depthwise
 from hwnas.runs import RunDir, capture_rng_state, restore_rng_state
 
 from ._config import DictConfig
@@ -129,6 +130,17 @@ def train_model(
         ``model`` ends trained, in the default (contiguous) memory layout.
     """
     model.to(memory_format=TRAIN_MEMORY_FORMAT)
+    # Depthwise convolutions train on hwnas' native kernels (oneDNN's depthwise weight
+    # gradient is one GEMM per channel on CPUs without AVX-512); the model is handed back
+    # with its own nn.Conv2d modules, which shared the parameters throughout.
+    with native_depthwise(model):
+        result = _train_epochs(model, splits, config, run, stage, resume, progress, log)
+    model.to(memory_format=torch.contiguous_format)
+    return result
+
+
+def _train_epochs(model, splits, config, run, stage, resume, progress, log):
+    """The epochs of :func:`train_model` and the final evaluation (its result)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay, nesterov=config.momentum > 0)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
@@ -179,7 +191,6 @@ def train_model(
             })
     val_loss, val_acc = evaluate(model, splits.val)
     test_loss, test_acc = evaluate(model, splits.test)
-    model.to(memory_format=torch.contiguous_format)
     return {"history": history, "val_loss": val_loss, "val_accuracy": val_acc, "test_loss": test_loss,
             "test_accuracy": test_acc}
 

@@ -1,0 +1,110 @@
+"""A depthwise convolution on hwnas' native kernels, and a swap for training.
+
+:class:`DepthwiseConv2d` is an :class:`torch.nn.Conv2d` (same parameters, same
+``state_dict`` keys) whose forward is :func:`hwnas.ops.depthwise_conv2d`. Training code
+swaps it in for the depthwise convolutions of a model with :func:`native_depthwise`
+and swaps the originals back afterwards, so the model that is measured and exported is
+built from plain ``nn.Conv2d`` modules, as a user deploys it.
+
+Why: on CPUs without AVX-512, oneDNN computes the weight gradient of a depthwise
+convolution as one small GEMM per channel; at the 2x2 to 8x8 feature maps of a search
+on small images that made the depthwise backward 1.0 s of a 1.4 s supernet step
+(``benchmarks/bench_depthwise_conv.py`` times both).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from hwnas.ops import depthwise_conv2d
+
+__all__ = ["DepthwiseConv2d", "is_depthwise", "swap_in_native_depthwise", "restore_modules", "native_depthwise"]
+
+
+def is_depthwise(module: nn.Module) -> bool:
+    """True for an ``nn.Conv2d`` with one filter per channel and zero padding given as numbers."""
+    return (
+        type(module) is nn.Conv2d
+        and module.groups > 1
+        and module.groups == module.in_channels == module.out_channels
+        and module.padding_mode == "zeros"
+        and not isinstance(module.padding, str)
+    )
+
+
+class DepthwiseConv2d(nn.Conv2d):
+    """``nn.Conv2d(C, C, kernel, stride, padding, dilation, groups=C, bias)`` on
+    :func:`hwnas.ops.depthwise_conv2d`.
+
+    Shapes:
+        ``(N, C, H, W)`` -> ``(N, C, OH, OW)`` as ``nn.Conv2d``; the output has the input's
+        layout (channels_last or contiguous).
+    """
+
+    def __init__(self, channels: int, kernel_size, stride=1, padding=0, dilation=1, bias: bool = False,
+                 device=None, dtype=None) -> None:
+        super().__init__(channels, channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                         groups=channels, bias=bias, device=device, dtype=dtype)
+
+    @classmethod
+    def sharing(cls, conv: nn.Conv2d) -> "DepthwiseConv2d":
+        """A module that shares ``conv``'s parameters (the same tensors, not copies)."""
+        if not is_depthwise(conv):
+            raise ValueError(f"not a depthwise nn.Conv2d with numeric zero padding: {conv}")
+        # Built on the meta device (no memory, no draw from the random generator), then
+        # given conv's own parameters.
+        native = cls(conv.in_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                     bias=conv.bias is not None, device="meta", dtype=conv.weight.dtype)
+        native.weight = conv.weight
+        if conv.bias is not None:
+            native.bias = conv.bias
+        native.train(conv.training)
+        return native
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = depthwise_conv2d(x, self.weight, self.stride, self.padding, self.dilation)
+        if self.bias is not None:
+            out = out + self.bias.view(1, -1, 1, 1)
+        return out
+
+
+def swap_in_native_depthwise(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
+    """Replaces every depthwise ``nn.Conv2d`` inside ``model`` by a :class:`DepthwiseConv2d`
+    sharing its parameters.
+
+    Returns:
+        ``(parent, name, original)`` per replaced module, for :func:`restore_modules`.
+    """
+    swapped = []
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if is_depthwise(child):
+                setattr(parent, name, DepthwiseConv2d.sharing(child))
+                swapped.append((parent, name, child))
+    return swapped
+
+
+def restore_modules(swapped: list[tuple[nn.Module, str, nn.Module]]) -> None:
+    """Puts back the modules :func:`swap_in_native_depthwise` replaced (their parameters
+    were shared all along, so training is kept; their train/eval mode follows the swap's)."""
+    for parent, name, original in reversed(swapped):
+        original.train(getattr(parent, name).training)
+        setattr(parent, name, original)
+
+
+@contextlib.contextmanager
+def native_depthwise(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block, ``model``'s depthwise convolutions run on hwnas' native kernels.
+
+    The parameters are shared, so what is trained inside is kept; on exit (also on an
+    exception or interrupt) the original ``nn.Conv2d`` modules are back in place.
+    """
+    swapped = swap_in_native_depthwise(model)
+    try:
+        yield model
+    finally:
+        restore_modules(swapped)
