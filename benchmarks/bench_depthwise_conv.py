@@ -79,10 +79,9 @@ def supernet_step(space, batch: int, native: bool):
     net = Supernet(space, native_depthwise=native).to(memory_format=torch.channels_last)
     net.train()
     net.set_mode("gumbel")
-    weights = [p for p in net.parameters() if all(p is not a for a in net.arch_parameters())]
     for a in net.arch_parameters():
         a.requires_grad_(False)
-    optimizer = torch.optim.SGD(weights, lr=0.01, momentum=0.9)
+    optimizer = torch.optim.SGD(list(net.weight_parameters()), lr=0.01, momentum=0.9)
     x = torch.randn(batch, space.in_channels, space.resolution, space.resolution).to(
         memory_format=torch.channels_last)
     y = torch.randint(0, space.num_classes, (batch,))

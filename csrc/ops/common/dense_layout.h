@@ -56,5 +56,14 @@ inline at::Tensor like_layout(const at::Tensor& t, const at::Tensor& reference) 
   return out;
 }
 
+// t as a channels_last-contiguous tensor (t itself when it already is one).
+inline at::Tensor channels_last(const at::Tensor& t) { return t.contiguous(at::MemoryFormat::ChannelsLast); }
+
+// result_cl (computed channels_last) in the layout results are handed back in for an
+// input x: channels_last when that is x's suggested layout, contiguous otherwise.
+inline at::Tensor in_suggested_layout_of(const at::Tensor& result_cl, const at::Tensor& x) {
+  return x.suggest_memory_format() == at::MemoryFormat::ChannelsLast ? result_cl : result_cl.contiguous();
+}
+
 }  // namespace ops
 }  // namespace hwnas

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "../common/dense_layout.h"
 #include "../depthwise_conv2d_checks.h"
 #include "depthwise_conv2d_rows.h"
 
@@ -30,17 +31,6 @@ constexpr int64_t kMinWorkPerTask = 1 << 15;
 // The weight gradient sums at most this many per-chunk partials (a fixed number, so
 // the summation order does not depend on the thread count).
 constexpr int64_t kWeightGradChunks = 8;
-
-at::Tensor channels_last(const at::Tensor& t) { return t.contiguous(at::MemoryFormat::ChannelsLast); }
-
-// The layout results are handed back in: x's own when it is channels_last-like.
-bool wants_channels_last(const at::Tensor& x) {
-  return x.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
-}
-
-at::Tensor in_layout_of(const at::Tensor& result_cl, const at::Tensor& x) {
-  return wants_channels_last(x) ? result_cl : result_cl.contiguous();
-}
 
 // weight [C, 1, KH, KW] -> [KH * KW, C] in acc_t, the layout the row loops read.
 template <typename scalar_t, typename acc_t>
@@ -66,7 +56,7 @@ at::Tensor depthwise_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& weight
                                     padding, dilation);
   at::Tensor out = at::empty({g.batch, g.channels, g.h.out, g.w.out},
                              x_in.options().memory_format(at::MemoryFormat::ChannelsLast));
-  if (out.numel() == 0) return in_layout_of(out, x_in);
+  if (out.numel() == 0) return in_suggested_layout_of(out, x_in);
   const at::Tensor x = channels_last(x_in);
   const int64_t in_sample = g.h.in * g.w.in * g.channels, out_sample = g.h.out * g.w.out * g.channels;
   const int64_t rows = g.batch * g.h.out;
@@ -84,7 +74,7 @@ at::Tensor depthwise_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& weight
       }
     });
   });
-  return in_layout_of(out, x_in);
+  return in_suggested_layout_of(out, x_in);
 }
 
 std::tuple<at::Tensor, at::Tensor> depthwise_conv2d_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_in,
@@ -147,7 +137,7 @@ std::tuple<at::Tensor, at::Tensor> depthwise_conv2d_backward_cpu(const at::Tenso
       }
     }
   });
-  if (x_needs_grad) grad_x = in_layout_of(grad_x_cl, x_in);
+  if (x_needs_grad) grad_x = in_suggested_layout_of(grad_x_cl, x_in);
   return {grad_x, grad_weight};
 }
 

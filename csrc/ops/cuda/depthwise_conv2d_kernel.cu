@@ -16,6 +16,7 @@
 
 #include <algorithm>
 
+#include "../common/dense_layout.h"
 #include "../depthwise_conv2d_checks.h"
 #include "../depthwise_conv2d_math.h"
 
@@ -29,12 +30,6 @@ constexpr const char* kBackward = "hwnas::depthwise_conv2d_backward";
 
 int grid_for(int64_t numel) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((numel + kThreads - 1) / kThreads, 65535)));
-}
-
-at::Tensor channels_last(const at::Tensor& t) { return t.contiguous(at::MemoryFormat::ChannelsLast); }
-
-at::Tensor in_layout_of(const at::Tensor& result_cl, const at::Tensor& x) {
-  return x.suggest_memory_format() == at::MemoryFormat::ChannelsLast ? result_cl : result_cl.contiguous();
 }
 
 // Element k of a channels-last [B, C, H, W] walk: channel, column, row, sample.
@@ -130,7 +125,7 @@ at::Tensor depthwise_conv2d_cuda(const at::Tensor& x_in, const at::Tensor& weigh
   const c10::cuda::CUDAGuard guard(x_in.device());
   at::Tensor out = at::empty({g.batch, g.channels, g.h.out, g.w.out},
                              x_in.options().memory_format(at::MemoryFormat::ChannelsLast));
-  if (out.numel() == 0) return in_layout_of(out, x_in);
+  if (out.numel() == 0) return in_suggested_layout_of(out, x_in);
   const at::Tensor x = channels_last(x_in);
   const at::Tensor weight = weight_in.contiguous();
   auto stream = c10::cuda::getCurrentCUDAStream();
@@ -141,7 +136,7 @@ at::Tensor depthwise_conv2d_cuda(const at::Tensor& x_in, const at::Tensor& weigh
         out.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return in_layout_of(out, x_in);
+  return in_suggested_layout_of(out, x_in);
 }
 
 std::tuple<at::Tensor, at::Tensor> depthwise_conv2d_backward_cuda(const at::Tensor& grad_in, const at::Tensor& x_in,
@@ -168,7 +163,7 @@ std::tuple<at::Tensor, at::Tensor> depthwise_conv2d_backward_cuda(const at::Tens
             grad_x_cl.mutable_data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       }
-      grad_x = in_layout_of(grad_x_cl, x_in);
+      grad_x = in_suggested_layout_of(grad_x_cl, x_in);
     }
     if (weight_needs_grad) {
       const at::Tensor x = channels_last(x_in);
