@@ -1,23 +1,8 @@
 // Row loops of the CPU depthwise_conv2d kernels (see depthwise_conv2d_rows.h).
-//
-// Written once as always-inline templates and instantiated inside multiversioned
-// functions, as weighted_sum_tiles.cpp does, so each instruction-set clone gets its
-// own vectorised copy of the channel loops.
 #include "depthwise_conv2d_rows.h"
 
 #include "../depthwise_conv2d_math.h"
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__INTEL_COMPILER)
-#define HWNAS_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define HWNAS_MULTIVERSION
-#endif
-
-#if defined(__GNUC__) || defined(__clang__)
-#define HWNAS_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define HWNAS_ALWAYS_INLINE inline
-#endif
+#include "multiversion.h"
 
 namespace hwnas {
 namespace ops {
@@ -44,39 +29,27 @@ HWNAS_ALWAYS_INLINE void store(scalar_t* __restrict out, const acc_t* __restrict
   for (int64_t c = 0; c < n; ++c) out[c] = static_cast<scalar_t>(acc[c]);
 }
 
-template <typename scalar_t, typename acc_t>
-HWNAS_ALWAYS_INLINE void forward_row(const scalar_t* x, const acc_t* w, const DepthwiseGeometry& g, int64_t oh,
-                                     acc_t* acc, scalar_t* out) {
-  const int64_t C = g.channels, W = g.w.in, KW = g.w.kernel;
-  for (int64_t ow = 0; ow < g.w.out; ++ow) {
+// Row r of dst, each position the sum over taps of a source position times the tap's
+// filters. The forward reads x at the input each output reads (tap_input); the input
+// gradient reads grad at the outputs that read each input (tap_output): one loop, two
+// index maps.
+template <bool kForward, typename scalar_t, typename acc_t>
+HWNAS_ALWAYS_INLINE void gather_row(const scalar_t* src, const acc_t* w, const DepthwiseGeometry& g, int64_t r,
+                                    acc_t* acc, scalar_t* dst) {
+  const int64_t C = g.channels, KW = g.w.kernel;
+  const int64_t cols = kForward ? g.w.out : g.w.in;      // positions of the row written
+  const int64_t src_cols = kForward ? g.w.in : g.w.out;  // row length of src
+  for (int64_t col = 0; col < cols; ++col) {
     zero(acc, C);
     for (int64_t kh = 0; kh < g.h.kernel; ++kh) {
-      const int64_t ih = tap_input(oh, kh, g.h);
-      if (ih < 0) continue;
+      const int64_t sr = kForward ? tap_input(r, kh, g.h) : tap_output(r, kh, g.h);
+      if (sr < 0) continue;
       for (int64_t kw = 0; kw < KW; ++kw) {
-        const int64_t iw = tap_input(ow, kw, g.w);
-        if (iw >= 0) multiply_add(acc, x + (ih * W + iw) * C, w + (kh * KW + kw) * C, C);
+        const int64_t sc = kForward ? tap_input(col, kw, g.w) : tap_output(col, kw, g.w);
+        if (sc >= 0) multiply_add(acc, src + (sr * src_cols + sc) * C, w + (kh * KW + kw) * C, C);
       }
     }
-    store(out + ow * C, acc, C);
-  }
-}
-
-template <typename scalar_t, typename acc_t>
-HWNAS_ALWAYS_INLINE void grad_input_row(const scalar_t* grad, const acc_t* w, const DepthwiseGeometry& g, int64_t ih,
-                                        acc_t* acc, scalar_t* grad_x) {
-  const int64_t C = g.channels, OW = g.w.out, KW = g.w.kernel;
-  for (int64_t iw = 0; iw < g.w.in; ++iw) {
-    zero(acc, C);
-    for (int64_t kh = 0; kh < g.h.kernel; ++kh) {
-      const int64_t oh = tap_output(ih, kh, g.h);
-      if (oh < 0) continue;
-      for (int64_t kw = 0; kw < KW; ++kw) {
-        const int64_t ow = tap_output(iw, kw, g.w);
-        if (ow >= 0) multiply_add(acc, grad + (oh * OW + ow) * C, w + (kh * KW + kw) * C, C);
-      }
-    }
-    store(grad_x + iw * C, acc, C);
+    store(dst + col * C, acc, C);
   }
 }
 
@@ -102,12 +75,12 @@ HWNAS_ALWAYS_INLINE void grad_weight_row(const scalar_t* grad, const scalar_t* x
 #define HWNAS_DEPTHWISE_ROWS(scalar_t, acc_t)                                                                    \
   HWNAS_MULTIVERSION void depthwise_forward_row(const scalar_t* x, const acc_t* w, const DepthwiseGeometry& g,    \
                                                 int64_t oh, acc_t* acc, scalar_t* out) {                          \
-    forward_row(x, w, g, oh, acc, out);                                                                          \
+    gather_row<true>(x, w, g, oh, acc, out);                                                                     \
   }                                                                                                              \
   HWNAS_MULTIVERSION void depthwise_grad_input_row(const scalar_t* grad, const acc_t* w,                         \
                                                    const DepthwiseGeometry& g, int64_t ih, acc_t* acc,           \
                                                    scalar_t* grad_x) {                                           \
-    grad_input_row(grad, w, g, ih, acc, grad_x);                                                                 \
+    gather_row<false>(grad, w, g, ih, acc, grad_x);                                                              \
   }                                                                                                              \
   HWNAS_MULTIVERSION void depthwise_grad_weight_row(const scalar_t* grad, const scalar_t* x,                     \
                                                     const DepthwiseGeometry& g, int64_t oh, acc_t* grad_w) {     \

@@ -3,9 +3,8 @@
 // Every tensor is walked channels-last (NHWC): the C channels of one position are
 // adjacent, so each tap is a multiply-add of two C-long rows and vectorises over the
 // channels at any kernel size, stride or spatial size (the feature maps of a search
-// on small images are 2x2 to 8x8, too small to vectorise along a spatial axis). As in
-// weighted_sum_tiles.h, the functions are plain overloads so that GCC/clang clone
-// them per instruction set (target_clones) and pick the best clone at load time.
+// on small images are 2x2 to 8x8, too small to vectorise along a spatial axis). The
+// functions are plain overloads, cloned per instruction set (multiversion.h).
 //
 // Pointers to x, grad and grad_x are the first element of one sample; `w` is the
 // filter bank transposed to [KH * KW, C] in the accumulation type; `acc` is scratch

@@ -1,26 +1,14 @@
 // Tile loops of the CPU weighted_sum kernels (see weighted_sum_tiles.h).
 //
 // The loops are written once as always-inline templates and instantiated inside
-// multiversioned functions, so each instruction-set clone gets its own vectorised
-// copy. No -march flag is needed at build time.
+// multiversioned functions (multiversion.h).
 #include "weighted_sum_tiles.h"
 
 #include <algorithm>
 #include <type_traits>
 
 #include "../weighted_sum_math.h"
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__INTEL_COMPILER)
-#define HWNAS_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define HWNAS_MULTIVERSION
-#endif
-
-#if defined(__GNUC__) || defined(__clang__)
-#define HWNAS_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define HWNAS_ALWAYS_INLINE inline
-#endif
+#include "multiversion.h"
 
 namespace hwnas {
 namespace ops {

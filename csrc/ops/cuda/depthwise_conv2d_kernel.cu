@@ -2,10 +2,10 @@
 //
 // Same contract, layout handling and index math (depthwise_conv2d_math.h) as the CPU
 // kernels: tensors are walked channels-last, so consecutive threads handle consecutive
-// channels of one position and their loads coalesce. The forward runs one thread per
-// output element, the input gradient one thread per input element (a gather, no
-// atomics), and the weight gradient one block per (tap, channel), reduced in shared
-// memory in a fixed order, so every result is deterministic.
+// channels of one position and their loads coalesce. The forward and the input
+// gradient are one gather kernel (one thread per output or input element, no atomics),
+// and the weight gradient runs one block per (tap, channel), reduced in shared memory
+// in a fixed order, so every result is deterministic.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -48,48 +48,31 @@ __device__ __forceinline__ NhwcIndex nhwc_index(int64_t k, int64_t C, int64_t H,
   return i;
 }
 
-// weight [C, 1, KH, KW] (contiguous) is read as weight[c * taps + tap].
-template <typename scalar_t, typename acc_t>
-__global__ void depthwise_forward_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ weight,
-                                         DepthwiseGeometry g, int64_t numel, scalar_t* __restrict__ out) {
+// One thread per element of dst, the sum over taps of a source element times the
+// tap's filter: the forward reads x at the input each output reads (tap_input), the
+// input gradient reads grad at the outputs that read each input (tap_output), as the
+// CPU's gather_row. weight [C, 1, KH, KW] (contiguous) is read as weight[c * taps + tap].
+template <bool kForward, typename scalar_t, typename acc_t>
+__global__ void depthwise_gather_kernel(const scalar_t* __restrict__ src, const scalar_t* __restrict__ weight,
+                                        DepthwiseGeometry g, int64_t numel, scalar_t* __restrict__ dst) {
   const int64_t C = g.channels, taps = g.taps();
+  const int64_t rows = kForward ? g.h.out : g.h.in, cols = kForward ? g.w.out : g.w.in;
+  const int64_t src_rows = kForward ? g.h.in : g.h.out, src_cols = kForward ? g.w.in : g.w.out;
   for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < numel;
        k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const NhwcIndex o = nhwc_index(k, C, g.h.out, g.w.out);
+    const NhwcIndex d = nhwc_index(k, C, rows, cols);
     acc_t acc = acc_t(0);
     for (int64_t kh = 0; kh < g.h.kernel; ++kh) {
-      const int64_t ih = tap_input(o.y, kh, g.h);
-      if (ih < 0) continue;
+      const int64_t sr = kForward ? tap_input(d.y, kh, g.h) : tap_output(d.y, kh, g.h);
+      if (sr < 0) continue;
       for (int64_t kw = 0; kw < g.w.kernel; ++kw) {
-        const int64_t iw = tap_input(o.x, kw, g.w);
-        if (iw < 0) continue;
-        acc += static_cast<acc_t>(x[((o.b * g.h.in + ih) * g.w.in + iw) * C + o.c]) *
-               static_cast<acc_t>(weight[o.c * taps + kh * g.w.kernel + kw]);
+        const int64_t sc = kForward ? tap_input(d.x, kw, g.w) : tap_output(d.x, kw, g.w);
+        if (sc < 0) continue;
+        acc += static_cast<acc_t>(src[((d.b * src_rows + sr) * src_cols + sc) * C + d.c]) *
+               static_cast<acc_t>(weight[d.c * taps + kh * g.w.kernel + kw]);
       }
     }
-    out[k] = static_cast<scalar_t>(acc);
-  }
-}
-
-template <typename scalar_t, typename acc_t>
-__global__ void depthwise_grad_input_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ weight,
-                                            DepthwiseGeometry g, int64_t numel, scalar_t* __restrict__ grad_x) {
-  const int64_t C = g.channels, taps = g.taps();
-  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < numel;
-       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const NhwcIndex i = nhwc_index(k, C, g.h.in, g.w.in);
-    acc_t acc = acc_t(0);
-    for (int64_t kh = 0; kh < g.h.kernel; ++kh) {
-      const int64_t oh = tap_output(i.y, kh, g.h);
-      if (oh < 0) continue;
-      for (int64_t kw = 0; kw < g.w.kernel; ++kw) {
-        const int64_t ow = tap_output(i.x, kw, g.w);
-        if (ow < 0) continue;
-        acc += static_cast<acc_t>(grad[((i.b * g.h.out + oh) * g.w.out + ow) * C + i.c]) *
-               static_cast<acc_t>(weight[i.c * taps + kh * g.w.kernel + kw]);
-      }
-    }
-    grad_x[k] = static_cast<scalar_t>(acc);
+    dst[k] = static_cast<scalar_t>(acc);
   }
 }
 
@@ -131,7 +114,7 @@ at::Tensor depthwise_conv2d_cuda(const at::Tensor& x_in, const at::Tensor& weigh
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "hwnas_depthwise_conv2d_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    depthwise_forward_kernel<scalar_t, acc_t><<<grid_for(out.numel()), kThreads, 0, stream>>>(
+    depthwise_gather_kernel<true, scalar_t, acc_t><<<grid_for(out.numel()), kThreads, 0, stream>>>(
         x.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(), g, out.numel(),
         out.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -158,7 +141,7 @@ std::tuple<at::Tensor, at::Tensor> depthwise_conv2d_backward_cuda(const at::Tens
     if (x_needs_grad) {
       at::Tensor grad_x_cl = at::empty(x_in.sizes(), x_in.options().memory_format(at::MemoryFormat::ChannelsLast));
       if (grad_x_cl.numel() > 0) {
-        depthwise_grad_input_kernel<scalar_t, acc_t><<<grid_for(grad_x_cl.numel()), kThreads, 0, stream>>>(
+        depthwise_gather_kernel<false, scalar_t, acc_t><<<grid_for(grad_x_cl.numel()), kThreads, 0, stream>>>(
             grad.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(), g, grad_x_cl.numel(),
             grad_x_cl.mutable_data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
