@@ -202,7 +202,10 @@ def part_a(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
     """Table 3: latency weights x seeds, searched vs scaled MobileNetV2-style."""
     rows = []
     splits = prepare_splits(load_dataset(dataset), resolution, seed=0, limit=args.limit)
-    reference_us = _budget(args, dataset, resolution, "eager")["reference_us"] if args.objective in TARGET_OBJECTIVES else None
+    # The table is built (and cached) here, before the first search: its time is added to
+    # every search's in the wall-time check.
+    budget = _budget(args, dataset, resolution, "eager")
+    reference_us = budget["reference_us"] if args.objective in TARGET_OBJECTIVES else None
     for weight in args.weights:
         runs = [run_search(args, dataset, resolution, weight, seed, "eager", out, reference_us=reference_us)
                 for seed in args.seeds]
@@ -241,7 +244,7 @@ def part_a(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
         }
         rows.append(row)
         print(_row_text(f"{os.path.basename(dataset)}@{resolution}", row), flush=True)
-    return {"dataset": dataset, "resolution": resolution, "rows": rows}
+    return {"dataset": dataset, "resolution": resolution, "rows": rows, "table_seconds": budget["table_seconds"]}
 
 
 def _row_text(dataset: str, row: dict[str, Any]) -> str:
@@ -265,20 +268,23 @@ def _budget(args, dataset: str, resolution: int, target: str) -> dict[str, Any]:
     """Part B's budget on ``target``: ``--budget-fraction`` times the predicted latency of
     the MobileNetV2-style reference (the space's width, ``--reference-depth``) on the
     (cached, calibrated) table that ``target``'s search will use. Also the mean of 200
-    random architectures, for scale."""
+    random architectures, for scale, and the seconds spent building (and calibrating)
+    the table when it was not cached yet."""
     from hwnas.search.pipeline import load_splits, make_space, search_table
 
     config = _pipeline_config(args, dataset, resolution, target)
     splits = load_splits(config)
     space = make_space(config, splits.in_channels, splits.num_classes)
+    started = time.perf_counter()
     table = search_table(config, space, progress=not args.quiet)
+    table_seconds = time.perf_counter() - started  # building and calibrating it, unless cached
     _, reference = mobilenet_v2_style(space.name, dict(resolution=resolution, in_channels=splits.in_channels,
                                                        num_classes=splits.num_classes, width=args.width),
                                       args.width, args.reference_depth)
     reference_us = table.predict(reference)
     mean = statistics.fmean(table.predict(space.sample(seed=i)) for i in range(200))
     return {"budget_us": args.budget_fraction * reference_us, "reference_us": reference_us,
-            "reference": reference.to_string(), "random_mean_us": mean}
+            "reference": reference.to_string(), "random_mean_us": mean, "table_seconds": table_seconds}
 
 
 def part_b(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
@@ -452,8 +458,10 @@ def main(argv=None) -> int:
                 statistics.fmean(r["joint_measured_us"]) <= r["baseline"]["measured_us"] for r in rows]
         print(f"  {name}: searched acc >= baseline acc at <= latency, per weight: {wins}")
         if name == "digits":
-            worst = max(max(r["search_seconds"]) for r in rows)
-            print(f"  digits: search wall time (table + search) <= 15 min: {worst <= 900} (worst {worst / 60:.1f} min)")
+            # The table is built once, before the first search, and counted in every one.
+            worst = max(max(r["search_seconds"]) for r in rows) + block.get("table_seconds", 0.0)
+            print(f"  digits: search wall time (table + search) <= 15 min: {worst <= 900} (worst {worst / 60:.1f} min, "
+                  f"of which {block.get('table_seconds', 0.0) / 60:.1f} min building the table)")
     if results["table5"]:
         m, a = results["table5"]["latency_us"], results["table5"]["archs"]
         print(f"  targets: architectures differ: {a['eager'] != a['onnxruntime']}; eager model faster on eager: "
