@@ -38,6 +38,46 @@ def test_train_model_hands_back_a_default_layout_model(space, splits):
     assert evaluate(model, splits.test)[1] == pytest.approx(result["test_accuracy"])
 
 
+def test_train_model_trains_depthwise_convs_natively_and_hands_back_nn_conv2d(space, splits, monkeypatch):
+    from hwnas import ops
+    from hwnas.layers import DepthwiseConv2d
+
+    calls = []
+    native = ops.depthwise_conv2d
+    monkeypatch.setattr("hwnas.layers.depthwise.depthwise_conv2d", lambda *a: (calls.append(1), native(*a))[1])
+    torch.manual_seed(0)
+    model = space.build(space.make_arch(["k3_e3", "k3_e1"]))
+    depthwise = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+    train_model(model, splits, TrainConfig(epochs=1, batch_size=16), progress=False, log=None)
+    assert calls  # the training steps ran the native op
+    assert not any(isinstance(m, DepthwiseConv2d) for m in model.modules())
+    # The model's own modules are back, with the trained weights in them.
+    assert [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1] == depthwise
+
+
+def test_supernet_runs_native_depthwise_with_the_same_function(space):
+    from hwnas.layers import DepthwiseConv2d
+    from hwnas.search.supernet import Supernet
+
+    nets = []
+    for native in (True, False):
+        torch.manual_seed(0)
+        nets.append(Supernet(space, native_depthwise=native).double())
+    assert any(isinstance(m, DepthwiseConv2d) for m in nets[0].modules())
+    assert not any(isinstance(m, DepthwiseConv2d) for m in nets[1].modules())
+    assert list(nets[0].state_dict()) == list(nets[1].state_dict())
+    x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    grads = []
+    for net in nets:
+        net.train()
+        net.set_mode("softmax")
+        net(x).square().sum().backward()
+        grads.append([p.grad for p in net.parameters()])
+    for a, b in zip(*grads):
+        if b is not None:
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
 def test_architecture_batch_size_sets_the_number_of_architecture_steps(space, table, splits):
     config = SearchConfig(epochs=1, warmup_epochs=0, batch_size=32, arch_batch_size=5, num_samples=0, seed=0)
     search = FBNetSearch(space, table, splits, config, progress=False, log=None)
