@@ -116,7 +116,8 @@ def test_cached_table_fits_a_depth_correction_and_refits_older_ones(space, tmp_p
     from hwnas.search.tables import CALIBRATION_VERSION
 
     target = get_target("eager", threads=1, batch=1)
-    table = cached_table(space, target, str(tmp_path), config=FAST, progress=False, calibrate=3)
+    table = cached_table(space, target, str(tmp_path), config=FAST, progress=False, calibrate=3,
+                         calibration_config=FAST)
     fit = table.correction
     assert fit["fit"] == "depth" and fit["calibration"] == CALIBRATION_VERSION
     assert fit["a"] > 0 and fit["depth"] >= 0
@@ -128,9 +129,11 @@ def test_cached_table_fits_a_depth_correction_and_refits_older_ones(space, tmp_p
     # a current one is kept.
     table.correction = {"kind": "linear", "a": 7.0, "b": -1.0, "n": 2, "fit": "affine", "floor": 1.0, "calibration": 2}
     table.save(table_cache_path(space, target, str(tmp_path)))
-    refit = cached_table(space, target, str(tmp_path), config=FAST, progress=False, calibrate=3)
+    refit = cached_table(space, target, str(tmp_path), config=FAST, progress=False, calibrate=3,
+                         calibration_config=FAST)
     assert refit.correction["calibration"] == CALIBRATION_VERSION and refit.correction["a"] != 7.0
-    kept = cached_table(space, target, str(tmp_path), config=FAST, progress=False, calibrate=3)
+    kept = cached_table(space, target, str(tmp_path), config=FAST, progress=False, calibrate=3,
+                        calibration_config=FAST)
     assert kept.correction == refit.correction
 
 
@@ -141,6 +144,32 @@ class ParameterCountTarget(Target):
 
     def measure(self, module, input_shape, config):
         return sample_statistics([float(sum(p.numel() for p in module.parameters()))] * 5)
+
+
+class RecordingParameterTarget(ParameterCountTarget):
+    """Parameter counts, recording (count, budget) of every measurement in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def measure(self, module, input_shape, config):
+        result = super().measure(module, input_shape, config)
+        self.seen.append((result.median_us, config.budget_s))
+        return result
+
+
+def test_cached_table_times_the_calibration_models_in_interleaved_rounds(space, tmp_path):
+    from hwnas.search.tables import CALIBRATION_ROUNDS, calibration_timing
+
+    target = RecordingParameterTarget()
+    table = cached_table(space, target, str(tmp_path), config=FAST, progress=False, calibrate=2)
+    per_round = calibration_timing(table).budget_s / CALIBRATION_ROUNDS
+    whole = [count for count, budget in target.seen if budget == per_round]
+    # 2 validation + 2 calibration models, measured round-robin: the same 4 in each round.
+    assert CALIBRATION_ROUNDS > 1 and len(whole) == 4 * CALIBRATION_ROUNDS
+    assert whole == whole[:4] * CALIBRATION_ROUNDS
+    assert [m["measured_us"] for m in table.correction["models"]] == whole[2:4]
 
 
 def parameter_counts(kwargs, widths, depths):

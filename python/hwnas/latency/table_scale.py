@@ -29,8 +29,9 @@ __all__ = ["calibration_models", "measure_on_table_scale", "DEFAULT_SCALE_ROUNDS
 
 #: Rounds of :func:`measure_on_table_scale`.
 DEFAULT_SCALE_ROUNDS = 3
-#: Total time budget per model over all rounds (seconds).
-DEFAULT_SCALE_BUDGET_S = 1.5
+#: Total time budget per model over all rounds (seconds): as much as each calibration
+#: model had when the correction was fitted (:func:`hwnas.search.tables.calibration_timing`).
+DEFAULT_SCALE_BUDGET_S = 3.0
 
 
 def calibration_models(table: Any) -> list[tuple[Any, float]]:

@@ -68,7 +68,8 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
     space.add_argument("--target", default="eager", help="latency target: eager, onnxruntime or torchscript (default eager)")
     space.add_argument("--threads", type=int, default=1, help="threads of the latency measurements (default 1)")
     space.add_argument("--calibrate", type=int, default=12,
-                       help="whole models measured once per cached table to fit its correction "
+                       help="whole models measured once per cached table (3 interleaved rounds of 1 s each) "
+                            "to fit its correction "
                             "measured ~ a * (table_sum - overheads) + depth * blocks^2 (models spread in block sizes "
                             "and in skipped layers; a > 0, depth >= 0), which then maps every latency of the search: "
                             "objective, --target-us, predictions (default 12; 0: none, plain table sums)")
@@ -80,7 +81,7 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
                        help="measure the retrained model (and baseline) in this many rounds, round-robin with the "
                             "table's calibration models, and scale it by how much faster those ran when the "
                             "correction was fitted, so that it is compared with its prediction at the same machine "
-                            "speed (default 3; 0: one drift-corrected measurement)")
+                            "speed (default 3, 3 s per model in all; 0: one drift-corrected measurement)")
     space.add_argument("--cache-dir", help="latency-table cache folder (default $HWNAS_CACHE_DIR or ~/.cache/hwnas)")
     search = parser.add_argument_group("search (FBNet)")
     search.add_argument("--epochs", type=int, default=d.epochs, help=f"search epochs, warm-up included (default {d.epochs})")

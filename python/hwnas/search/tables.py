@@ -18,17 +18,26 @@ import os
 from dataclasses import replace
 from typing import Any, Optional
 
-__all__ = ["CALIBRATION_VERSION", "default_cache_dir", "table_cache_path", "cached_table", "measuring_target", "quick_timing", "calibration_timing"]
+__all__ = ["CALIBRATION_VERSION", "CALIBRATION_ROUNDS", "default_cache_dir", "table_cache_path", "cached_table", "measuring_target", "quick_timing", "calibration_timing"]
 
 
 #: How a search table's correction is calibrated; a cached correction of another
-#: version is fitted again. 4: version 3, with the calibration models and their
-#: measurements stored beside the fit (see :mod:`hwnas.latency.table_scale`). 3: a proportional fit less the per-call overheads plus
-#: a depth term in the squared number of blocks, on calibration models spread in
-#: block sizes and in the share of skipped layers (2: an affine fit held above a
-#: tenth of the smallest sum, on the same models; 1: the proportional fit alone, on
+#: version is fitted again. 5: version 4 with every calibration model timed in
+#: :data:`CALIBRATION_ROUNDS` interleaved rounds of 1 s, pooled (4: one 1-s timing each).
+#: 4: version 3, with the calibration models and their measurements stored beside the
+#: fit (see :mod:`hwnas.latency.table_scale`). 3: a proportional fit less the per-call
+#: overheads plus a depth term in the squared number of blocks, on calibration models
+#: spread in block sizes and in the share of skipped layers (2: an affine fit held above
+#: a tenth of the smallest sum, on the same models; 1: the proportional fit alone, on
 #: models with few skips).
-CALIBRATION_VERSION = 4
+CALIBRATION_VERSION = 5
+
+#: Interleaved rounds in which the calibration models are timed (their samples pooled).
+#: Why: on a 2-core VM (AMD EPYC, family 25) the 12 single 1-s timings of a calibration
+#: moved by up to 36% (a 1.1 ms model) and 17% (a 6 ms one) when the same models were
+#: timed again in 3 pooled rounds; the depth fit on the single timings predicted five
+#: searched models 2.6-9.6% low, the fit on the pooled timings within -0.7..+4.0%.
+CALIBRATION_ROUNDS = 3
 
 
 def quick_timing():
@@ -41,14 +50,13 @@ def quick_timing():
 
 
 def calibration_timing(table: Any = None):
-    """Whole-model timing of the calibration models (shorter than the validation default),
-    on the clock ``table``'s entries were timed with."""
+    """Whole-model timing of the calibration models (the validation default: 3 s per model,
+    spread over :data:`CALIBRATION_ROUNDS` rounds), on the clock ``table``'s entries were
+    timed with."""
     from hwnas.latency.validation import DEFAULT_MODEL_TIMING
 
     clock = table.timing_clock() if table is not None else DEFAULT_MODEL_TIMING.clock
-    # 1 s per model instead of 3: the fit uses several models, so the median of each
-    # needs less precision than a single reported measurement.
-    return replace(DEFAULT_MODEL_TIMING, budget_s=1.0, target_rel_ci=0.02, clock=clock)
+    return replace(DEFAULT_MODEL_TIMING, clock=clock)
 
 
 def default_cache_dir() -> str:
@@ -70,7 +78,8 @@ def table_cache_path(space: Any, target: Any, cache_dir: Optional[str] = None, d
 
 
 def cached_table(space: Any, target: Any, cache_dir: Optional[str] = None, config: Any = None,
-                 progress: bool = True, calibrate: int = 0, seed: int = 0, drift_correction: bool = False):
+                 progress: bool = True, calibrate: int = 0, seed: int = 0, drift_correction: bool = False,
+                 calibration_config: Any = None):
     """The latency table of ``space`` on ``target``: loaded from the cache, completed or built.
 
     Args:
@@ -88,12 +97,15 @@ def cached_table(space: Any, target: Any, cache_dir: Optional[str] = None, confi
             measured 4-13% under their predictions. The depth term is what a whole
             model pays beyond its blocks timed alone, which grows with its number of
             blocks (see :func:`~hwnas.latency.validation.fit_linear_correction`);
-            with ``a > 0`` and ``depth >= 0`` every prediction is positive. A cached
+            with ``a > 0`` and ``depth >= 0`` every prediction is positive. The models
+            are timed in :data:`CALIBRATION_ROUNDS` interleaved rounds. A cached
             correction from another :data:`CALIBRATION_VERSION` is fitted again.
         seed: Seed of the calibration architectures.
         drift_correction: Time every entry and calibration model through a
             :class:`~hwnas.latency.drift.DriftCorrectedTarget` (see :func:`measuring_target`);
             the reference and its baseline are stored in ``table.notes["drift_correction"]``.
+        calibration_config: Whole-model timing of the calibration (default
+            :func:`calibration_timing`), split over the rounds.
 
     Returns:
         A complete :class:`~hwnas.latency.table.LatencyTable`.
@@ -118,8 +130,9 @@ def cached_table(space: Any, target: Any, cache_dir: Optional[str] = None, confi
         from hwnas.latency.validation import validate_table
 
         validate_table(table, space, target, num_archs=2, num_calibration=max(2, calibrate), seed=seed,
-                       config=calibration_timing(table), progress=progress, store_correction=True,
-                       intercept=False, vary_skips=True, depth=True)
+                       config=calibration_config or calibration_timing(table), progress=progress,
+                       store_correction=True, intercept=False, vary_skips=True, depth=True,
+                       rounds=CALIBRATION_ROUNDS)
         table.correction["calibration"] = CALIBRATION_VERSION
         table.save(path)
     return table
