@@ -5,9 +5,10 @@
 //   ih = oh * stride[0] - padding[0] + kh * dilation[0] (zero outside the input; same for w)
 //
 // Why hwnas has its own: every FBNet / MobileNetV2 block has a depthwise convolution,
-// and on CPUs without AVX-512 oneDNN computes its weight gradient as one small GEMM
-// per channel ("x64:gemm:jit"). At the small feature maps of a search on small images
-// that backward took 1.0 s of a 1.4 s supernet step (batch 64, 8x8 digits, 1 thread).
+// and on an AVX2 CPU without AVX-512 (AMD EPYC, family 25) oneDNN ran its weight
+// gradient with the GEMM-based implementation ("x64:gemm:jit" in ONEDNN_VERBOSE). At
+// the small feature maps of a search on small images the depthwise convolutions took
+// 1.0 s of a 1.4 s supernet step (batch 64, 8x8 digits, 1 thread).
 // Kernels live in cpu/ and cuda/; autograd is in autograd/, the fake kernel in
 // hwnas/ops.py.
 #include <torch/library.h>

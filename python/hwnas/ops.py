@@ -218,9 +218,9 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, stride=1, padding=0, dilation=1)
 
     Equals ``torch.nn.functional.conv2d(x, weight, None, stride, padding, dilation,
     groups=C)``. The CPU kernels walk the channels of each position as one vector, so
-    the backward costs about what the forward does; oneDNN computes the weight
-    gradient of a depthwise convolution as one small GEMM per channel on CPUs without
-    AVX-512, which at a search's small feature maps made it most of a supernet step
+    the backward costs about what the forward does; on an AVX2 CPU oneDNN ran the
+    weight gradient of a depthwise convolution as GEMMs, which at a search's small
+    feature maps made it most of a supernet step
     (``benchmarks/bench_depthwise_conv.py``). Results come back in ``x``'s layout
     (channels_last or contiguous); other layouts are copied once.
 

@@ -6,9 +6,10 @@ swaps it in for the depthwise convolutions of a model with :func:`native_depthwi
 and swaps the originals back afterwards, so the model that is measured and exported is
 built from plain ``nn.Conv2d`` modules, as a user deploys it.
 
-Why: on CPUs without AVX-512, oneDNN computes the weight gradient of a depthwise
-convolution as one small GEMM per channel; at the 2x2 to 8x8 feature maps of a search
-on small images that made the depthwise backward 1.0 s of a 1.4 s supernet step
+Why: on an AVX2 CPU without AVX-512 (AMD EPYC, family 25), oneDNN ran the weight
+gradient of a depthwise convolution with its GEMM-based implementation (``x64:gemm:jit``
+in ``ONEDNN_VERBOSE``); at the 2x2 to 8x8 feature maps of a search on small images that
+made the depthwise convolutions 1.0 s of a 1.4 s supernet step
 (``benchmarks/bench_depthwise_conv.py`` times both).
 """
 

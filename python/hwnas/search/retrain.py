@@ -130,8 +130,8 @@ def train_model(
         ``model`` ends trained, in the default (contiguous) memory layout.
     """
     model.to(memory_format=TRAIN_MEMORY_FORMAT)
-    # Depthwise convolutions train on hwnas' native kernels (oneDNN's depthwise weight
-    # gradient is one GEMM per channel on CPUs without AVX-512); the model is handed back
+    # Depthwise convolutions train on hwnas' native kernels (oneDNN ran the depthwise
+    # weight gradient as GEMMs on the AVX2 machines measured here); the model is handed back
     # with its own nn.Conv2d modules, which shared the parameters throughout.
     with native_depthwise(model):
         result = _train_epochs(model, splits, config, run, stage, resume, progress, log)

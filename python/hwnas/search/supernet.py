@@ -54,9 +54,9 @@ class Supernet(nn.Module):
         temperature: Initial Gumbel-softmax temperature.
         fused: Mix with the fused ``weighted_sum`` kernel (True) or the eager reference.
         native_depthwise: Run the candidates' depthwise convolutions on
-            :func:`hwnas.ops.depthwise_conv2d` (see :mod:`hwnas.layers.depthwise`): on a
-            CPU without AVX-512 a soft supernet step on digits took 1.4 s with oneDNN's
-            depthwise backward. ``False`` keeps ``nn.Conv2d`` (e.g. for cuDNN on a GPU).
+            :func:`hwnas.ops.depthwise_conv2d` (see :mod:`hwnas.layers.depthwise`): on an
+            AVX2 CPU a soft supernet step on digits took 1.4 s with oneDNN's depthwise
+            backward, 1.0 s of it in the depthwise convolutions. ``False`` keeps ``nn.Conv2d`` (e.g. for cuDNN on a GPU).
 
     Shapes:
         ``x``: ``[B, space.in_channels, R, R]`` with ``R = space.resolution``;
