@@ -215,7 +215,9 @@ BAD_INPUTS = [
     ("zero stride", lambda: (torch.ones(2, 3, 4, 4), torch.ones(3, 1, 3, 3), 0, 1), "stride must be >= 1"),
     ("negative padding", lambda: (torch.ones(2, 3, 4, 4), torch.ones(3, 1, 3, 3), 1, -1), "padding must be >= 0"),
     ("input smaller than kernel", lambda: (torch.ones(2, 3, 2, 2), torch.ones(3, 1, 5, 5), 1, 0), "output would be empty"),
-    ("device mismatch", lambda: (torch.ones(2, 3, 4, 4), torch.ones(3, 1, 3, 3, device="meta"), 1, 1),
+    # A meta weight sends the call to the fake kernel (Meta outranks CPU), so this checks
+    # the fake's message; test_ops_cuda.py checks the C++ one with a CUDA x.
+    ("device mismatch (fake kernel)", lambda: (torch.ones(2, 3, 4, 4), torch.ones(3, 1, 3, 3, device="meta"), 1, 1),
      "weight is on meta but x is on cpu; move them to the same device"),
 ]
 
@@ -227,9 +229,51 @@ def test_bad_input_raises_clear_error(name, make, message):
         depthwise_conv2d(x, w, stride, padding)
 
 
-def test_bad_argument_length():
+@pytest.mark.parametrize("stride", [(1, 1, 1), (1.5, 2), 2.0, "2", (True, 1)])
+def test_bad_argument_type_or_length(stride):
     with pytest.raises(ValueError, match="stride must be an int or 2 ints"):
-        depthwise_conv2d(torch.ones(1, 2, 4, 4), torch.ones(2, 1, 3, 3), (1, 1, 1))
+        depthwise_conv2d(torch.ones(1, 2, 4, 4), torch.ones(2, 1, 3, 3), stride)
+
+
+def test_zero_channels():
+    x = torch.randn(2, 0, 5, 5, requires_grad=True)
+    w = torch.randn(0, 1, 3, 3, requires_grad=True)
+    out = depthwise_conv2d(x, w, 1, 1)
+    assert out.shape == (2, 0, 5, 5)
+    out.sum().backward()
+    assert x.grad.shape == x.shape and w.grad.shape == w.shape
+
+
+FAKE_BAD_INPUTS = [
+    ("no taps", (2, 3, 5, 5), (3, 1, 0, 3), torch.float32, "at least one tap"),
+    ("integer x", (2, 3, 5, 5), (3, 1, 3, 3), torch.int32, "float32, float64"),
+]
+
+
+@pytest.mark.parametrize("name,x_shape,w_shape,dtype,message", FAKE_BAD_INPUTS, ids=[b[0] for b in FAKE_BAD_INPUTS])
+def test_fake_kernel_refuses_what_the_native_kernel_refuses(name, x_shape, w_shape, dtype, message):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    make = (lambda shape: torch.ones(shape, dtype=dtype))
+    with pytest.raises(RuntimeError, match=message):  # the C++ check
+        torch.ops.hwnas.depthwise_conv2d(make(x_shape), make(w_shape), [1, 1], [1, 1], [1, 1])
+    with FakeTensorMode() as mode:
+        x, w = mode.from_tensor(make(x_shape)), mode.from_tensor(make(w_shape))
+        with pytest.raises(RuntimeError, match=message):  # the fake kernel's
+            torch.ops.hwnas.depthwise_conv2d(x, w, [1, 1], [1, 1], [1, 1])
+
+
+def test_fake_backward_checks_grad_like_the_native_kernel():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    args = [torch.ones(2, 3, 3, 3), torch.ones(2, 3, 4, 4), torch.ones(3, 1, 3, 3)]
+    with FakeTensorMode() as mode:
+        fakes = [mode.from_tensor(t) for t in args]
+        with pytest.raises(RuntimeError, match="grad must have the output's shape"):
+            torch.ops.hwnas.depthwise_conv2d_backward(*fakes, [1, 1], [1, 1], [1, 1], True, True)
+        good_grad = mode.from_tensor(torch.ones(2, 3, 4, 4, dtype=torch.float64))
+        with pytest.raises(RuntimeError, match="grad must have dtype"):
+            torch.ops.hwnas.depthwise_conv2d_backward(good_grad, *fakes[1:], [1, 1], [1, 1], [1, 1], True, True)
 
 
 def test_backward_checks_grad_shape():

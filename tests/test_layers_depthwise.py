@@ -36,6 +36,32 @@ def test_is_depthwise():
         DepthwiseConv2d.sharing(nn.Conv2d(4, 4, 1))
 
 
+def test_modules_with_hooks_or_reparametrized_weights_are_not_swapped():
+    # A swapped-in module would not run the original's hooks (weight_norm computes the
+    # weight in a forward pre-hook), so such modules keep running as nn.Conv2d.
+    normed = nn.utils.weight_norm(nn.Conv2d(4, 4, 3, padding=1, groups=4))
+    hooked = nn.Conv2d(4, 4, 3, padding=1, groups=4)
+    calls = []
+    hooked.register_forward_hook(lambda *_: calls.append(1))
+    plain = nn.Conv2d(4, 4, 3, padding=1, groups=4)
+    model = nn.Sequential(normed, hooked, plain)
+    assert not is_depthwise(normed) and not is_depthwise(hooked) and is_depthwise(plain)
+    x = torch.randn(2, 4, 5, 5)
+    want = model(x)
+    with native_depthwise(model):
+        assert model[0] is normed and model[1] is hooked and isinstance(model[2], DepthwiseConv2d)
+        torch.testing.assert_close(model(x), want, atol=1e-5, rtol=1e-5)
+    assert len(calls) == 2
+
+
+def test_unbatched_input_as_conv2d():
+    conv = nn.Conv2d(3, 3, 3, stride=2, padding=1, groups=3, bias=True)
+    x = torch.randn(3, 7, 6)
+    out = DepthwiseConv2d.sharing(conv)(x)
+    assert out.shape == (3, 4, 3)
+    torch.testing.assert_close(out, conv(x), atol=1e-5, rtol=1e-5)
+
+
 def test_swap_shares_parameters_and_restores():
     block = build_block("k5_e6", 8, 8, 1)  # expand, depthwise, project
     original = block.depthwise[0]

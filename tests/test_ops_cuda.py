@@ -96,3 +96,26 @@ def test_depthwise_conv2d_cuda_opcheck():
     x = torch.randn(2, 6, 5, 5, device="cuda", requires_grad=True)
     w = torch.randn(6, 1, 3, 3, device="cuda", requires_grad=True)
     torch.library.opcheck(torch.ops.hwnas.depthwise_conv2d.default, (x, w, [2, 1], [1, 1], [1, 1]))
+
+
+@pytest.mark.parametrize("shape", [(0, 5, 6, 6), (2, 0, 6, 6)], ids=["no_batch", "no_channels"])
+def test_depthwise_conv2d_cuda_empty(shape):
+    x = torch.randn(*shape, device="cuda", requires_grad=True)
+    w = torch.randn(shape[1], 1, 3, 3, device="cuda", requires_grad=True)
+    out = depthwise_conv2d(x, w, 1, 1)
+    out.sum().backward()
+    assert out.shape == shape and x.grad.shape == x.shape
+    assert torch.equal(w.grad, torch.zeros_like(w))
+
+
+def test_depthwise_conv2d_cuda_large_grid():
+    # more output elements than one pass of the capped grid (65535 blocks x 256 threads)
+    x = torch.randn(1, 8, 2100, 1100, device="cuda")
+    w = torch.randn(8, 1, 3, 3, device="cuda")
+    torch.testing.assert_close(depthwise_conv2d(x, w, 1, 1).cpu(), depthwise_conv2d(x.cpu(), w.cpu(), 1, 1),
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_depthwise_conv2d_device_mismatch_message():
+    with pytest.raises(RuntimeError, match="weight is on cpu but x is on cuda:0; move them to the same device"):
+        depthwise_conv2d(torch.ones(2, 3, 4, 4, device="cuda"), torch.ones(3, 1, 3, 3), 1, 1)

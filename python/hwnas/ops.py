@@ -3,6 +3,11 @@
 The kernels are registered in C++ (``csrc/ops``) as ``torch.ops.hwnas.*``; this module
 adds what PyTorch needs to differentiate them and to trace them under
 ``torch.compile``, and wraps them in documented Python functions.
+
+Every op is differentiable once, in reverse mode (what training and search need).
+Gradients taken with ``create_graph=True`` are right, but differentiating them again,
+or passing forward-mode dual tensors (``torch.func.jvp``), raises a ``RuntimeError``
+instead of returning wrong higher derivatives.
 """
 
 from __future__ import annotations
@@ -205,10 +210,13 @@ __all__ += ["depthwise_conv2d"]
 
 
 def _pair(value, name: str) -> list[int]:
-    if isinstance(value, int):
+    def whole(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if whole(value):
         return [value, value]
-    pair = [int(v) for v in value]
-    if len(pair) != 2:
+    pair = list(value) if isinstance(value, (tuple, list)) else None
+    if pair is None or len(pair) != 2 or not all(whole(v) for v in pair):
         raise ValueError(f"depthwise_conv2d: {name} must be an int or 2 ints (height, width), got {value!r}")
     return pair
 
@@ -236,8 +244,11 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, stride=1, padding=0, dilation=1)
         ``[B, C, OH, OW]`` with ``OH = (H + 2 * padding - dilation * (KH - 1) - 1) // stride + 1``.
 
     Raises:
+        ValueError: for a stride, padding or dilation that is not an int or 2 ints.
         RuntimeError: for a weight that is not ``[C, 1, KH, KW]``, mismatched dtypes or
-            devices, bad stride/padding/dilation, or an input smaller than the kernel.
+            devices, a stride, dilation below 1 or padding below 0, an input smaller than
+            the kernel, a second derivative or a forward-mode (dual) tangent: the op is
+            differentiable once, in reverse mode.
     """
     stride, padding, dilation = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
     if _use_torch_ops((x, weight)):
@@ -245,14 +256,21 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, stride=1, padding=0, dilation=1)
     return _NATIVE.depthwise_conv2d(x, weight, stride, padding, dilation)
 
 
+_DEPTHWISE_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
 def _depthwise_output_shape(x, weight, stride, padding, dilation) -> list:
     """The C++ checks (csrc/ops/depthwise_conv2d_checks.h) and the output shape, for fake tensors."""
     where = "hwnas::depthwise_conv2d"
     torch._check(x.dim() == 4, lambda: f"{where}: x must have shape [B, C, H, W], got shape {list(x.shape)}")
+    torch._check(x.dtype in _DEPTHWISE_DTYPES,
+                 lambda: f"{where}: x must be float32, float64, bfloat16 or float16, got {x.dtype}")
     torch._check(
         weight.dim() == 4 and weight.shape[0] == x.shape[1] and weight.shape[1] == 1,
         lambda: f"{where}: weight must have shape [C, 1, KH, KW] with C = {x.shape[1]}, got shape {list(weight.shape)}",
     )
+    torch._check(weight.shape[2] >= 1 and weight.shape[3] >= 1,
+                 lambda: f"{where}: weight must have at least one tap, got shape {list(weight.shape)}")
     torch._check(weight.dtype == x.dtype, lambda: f"{where}: weight must have x's dtype ({x.dtype}), got {weight.dtype}")
     torch._check(weight.device == x.device,
                  lambda: f"{where}: weight is on {weight.device} but x is on {x.device}; move them to the same device")
@@ -281,7 +299,13 @@ def _depthwise_conv2d_fake(x, weight, stride, padding, dilation):
 
 @torch.library.register_fake("hwnas::depthwise_conv2d_backward")
 def _depthwise_conv2d_backward_fake(grad, x, weight, stride, padding, dilation, x_needs_grad, weight_needs_grad):
-    _depthwise_output_shape(x, weight, stride, padding, dilation)
+    out_shape = _depthwise_output_shape(x, weight, stride, padding, dilation)
+    where = "hwnas::depthwise_conv2d_backward"
+    torch._check(list(grad.shape) == out_shape,
+                 lambda: f"{where}: grad must have the output's shape {out_shape}, got {list(grad.shape)}")
+    torch._check(grad.dtype == x.dtype, lambda: f"{where}: grad must have dtype {x.dtype}, got {grad.dtype}")
+    torch._check(grad.device == x.device,
+                 lambda: f"{where}: grad is on {grad.device} but the inputs are on {x.device}")
     grad_x = _like_layout_of(x, x.shape) if x_needs_grad else x.new_empty((0,))
     grad_weight = weight.new_empty(weight.shape) if weight_needs_grad else weight.new_empty((0,))
     return grad_x, grad_weight

@@ -8,6 +8,8 @@
 
 #include <vector>
 
+#include "first_order.h"
+
 namespace hwnas {
 namespace ops {
 namespace {
@@ -54,15 +56,19 @@ class ChannelMaskFunction : public torch::autograd::Function<ChannelMaskFunction
     const at::Tensor& grad = grad_outputs[0];
     const at::Tensor x = gates_needs_grad ? saved[1] : grad.new_empty({0});
     const std::vector<int64_t> widths = ctx->saved_data["widths"].toIntVector();
-    auto [grad_x, grad_gates] =
-        call_channel_mask_backward(grad, x, saved[0], widths, x_needs_grad, gates_needs_grad);
-    if (x_needs_grad) grads[0] = grad_x;
-    if (gates_needs_grad) grads[1] = grad_gates;
-    return grads;
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      auto [grad_x, grad_gates] =
+          call_channel_mask_backward(grad, x, saved[0], widths, x_needs_grad, gates_needs_grad);
+      if (x_needs_grad) grads[0] = grad_x;
+      if (gates_needs_grad) grads[1] = grad_gates;
+    }
+    return first_order_only("hwnas::channel_mask", std::move(grads), {grad, x, saved[0]});
   }
 };
 
 at::Tensor channel_mask_autograd(const at::Tensor& x, const at::Tensor& gates, at::IntArrayRef widths) {
+  check_no_forward_ad("hwnas::channel_mask", {x, gates});
   // No graph node (and none of Function::apply's bookkeeping) when nothing needs a gradient.
   if (!at::GradMode::is_enabled() || (!x.requires_grad() && !gates.requires_grad())) {
     at::AutoDispatchBelowADInplaceOrView guard;

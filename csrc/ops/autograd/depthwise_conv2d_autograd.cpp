@@ -9,6 +9,8 @@
 
 #include <vector>
 
+#include "first_order.h"
+
 namespace hwnas {
 namespace ops {
 namespace {
@@ -58,18 +60,22 @@ class DepthwiseConv2dFunction : public torch::autograd::Function<DepthwiseConv2d
     const bool weight_needs_grad = ctx->needs_input_grad(1);
     variable_list grads(5);
     if (!x_needs_grad && !weight_needs_grad) return grads;
-    auto [grad_x, grad_weight] = call_depthwise_conv2d_backward(
-        grad_outputs[0], saved[0], saved[1], ctx->saved_data["stride"].toIntVector(),
-        ctx->saved_data["padding"].toIntVector(), ctx->saved_data["dilation"].toIntVector(), x_needs_grad,
-        weight_needs_grad);
-    if (x_needs_grad) grads[0] = grad_x;
-    if (weight_needs_grad) grads[1] = grad_weight;
-    return grads;
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      auto [grad_x, grad_weight] = call_depthwise_conv2d_backward(
+          grad_outputs[0], saved[0], saved[1], ctx->saved_data["stride"].toIntVector(),
+          ctx->saved_data["padding"].toIntVector(), ctx->saved_data["dilation"].toIntVector(), x_needs_grad,
+          weight_needs_grad);
+      if (x_needs_grad) grads[0] = grad_x;
+      if (weight_needs_grad) grads[1] = grad_weight;
+    }
+    return first_order_only("hwnas::depthwise_conv2d", std::move(grads), {grad_outputs[0], saved[0], saved[1]});
   }
 };
 
 at::Tensor depthwise_conv2d_autograd(const at::Tensor& x, const at::Tensor& weight, at::IntArrayRef stride,
                                      at::IntArrayRef padding, at::IntArrayRef dilation) {
+  check_no_forward_ad("hwnas::depthwise_conv2d", {x, weight});
   // No graph node (and none of Function::apply's bookkeeping) when nothing needs a gradient.
   if (!at::GradMode::is_enabled() || (!x.requires_grad() && !weight.requires_grad())) {
     at::AutoDispatchBelowADInplaceOrView guard;

@@ -12,6 +12,8 @@
 
 #include <vector>
 
+#include "first_order.h"
+
 namespace hwnas {
 namespace ops {
 namespace {
@@ -62,19 +64,27 @@ class WeightedSumFunction : public torch::autograd::Function<WeightedSumFunction
     if (!branches_need_grad && !weights_need_grad) return grads;
     const std::vector<at::Tensor> branches =
         weights_need_grad ? std::vector<at::Tensor>(saved.begin() + 1, saved.end()) : std::vector<at::Tensor>{};
-    auto [grad_branches, grad_weights] =
-        call_weighted_sum_backward(grad_outputs[0], branches, weights, branches_need_grad, weights_need_grad);
-    if (branches_need_grad) {
-      for (int64_t i = 0; i < n; ++i) grads[i] = grad_branches[i];
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      auto [grad_branches, grad_weights] =
+          call_weighted_sum_backward(grad_outputs[0], branches, weights, branches_need_grad, weights_need_grad);
+      if (branches_need_grad) {
+        for (int64_t i = 0; i < n; ++i) grads[i] = grad_branches[i];
+      }
+      if (weights_need_grad) grads[n] = grad_weights;
     }
-    if (weights_need_grad) grads[n] = grad_weights;
-    return grads;
+    if (!at::GradMode::is_enabled()) return grads;  // the usual backward: no graph asked for
+    variable_list read(saved);
+    read.push_back(grad_outputs[0]);
+    return first_order_only("hwnas::weighted_sum", std::move(grads), read);
   }
 };
 
 at::Tensor weighted_sum_autograd(at::TensorList branches, const at::Tensor& weights) {
   // Inference and frozen supernets: no graph node, and none of the bookkeeping of
   // Function::apply (a few microseconds, a tenth of a batch-1 call).
+  check_no_forward_ad("hwnas::weighted_sum", branches);
+  check_no_forward_ad("hwnas::weighted_sum", {weights});
   bool any_requires_grad = weights.requires_grad();
   for (const auto& b : branches) any_requires_grad = any_requires_grad || b.requires_grad();
   if (!any_requires_grad || !at::GradMode::is_enabled()) {

@@ -151,11 +151,14 @@ std::tuple<at::Tensor, at::Tensor> depthwise_conv2d_backward_cuda(const at::Tens
     if (weight_needs_grad) {
       const at::Tensor x = channels_last(x_in);
       grad_weight = at::empty(weight_in.sizes(), weight_in.options());
-      depthwise_grad_weight_kernel<scalar_t, acc_t><<<static_cast<unsigned>(g.channels * g.taps()), kThreads, 0,
-                                                      stream>>>(grad.const_data_ptr<scalar_t>(),
-                                                                x.const_data_ptr<scalar_t>(), g,
-                                                                grad_weight.mutable_data_ptr<scalar_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      // One block per (channel, tap): none to launch for zero channels (a grid of 0 is an error).
+      if (grad_weight.numel() > 0) {
+        depthwise_grad_weight_kernel<scalar_t, acc_t><<<static_cast<unsigned>(g.channels * g.taps()), kThreads, 0,
+                                                        stream>>>(grad.const_data_ptr<scalar_t>(),
+                                                                  x.const_data_ptr<scalar_t>(), g,
+                                                                  grad_weight.mutable_data_ptr<scalar_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
     }
   });
   return {grad_x, grad_weight};

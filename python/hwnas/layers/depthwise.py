@@ -27,13 +27,22 @@ __all__ = ["DepthwiseConv2d", "is_depthwise", "swap_in_native_depthwise", "resto
 
 
 def is_depthwise(module: nn.Module) -> bool:
-    """True for an ``nn.Conv2d`` with one filter per channel and zero padding given as numbers."""
+    """True for a plain ``nn.Conv2d`` with one filter per channel and zero padding given as
+    numbers, whose weight is its own parameter and which has no hooks.
+
+    Modules with hooks (``weight_norm``, ``spectral_norm``, user hooks) are left alone: a
+    swapped-in module would not run them.
+    """
     return (
         type(module) is nn.Conv2d
         and module.groups > 1
         and module.groups == module.in_channels == module.out_channels
         and module.padding_mode == "zeros"
         and not isinstance(module.padding, str)
+        and isinstance(module.weight, nn.Parameter)
+        and (module.bias is None or isinstance(module.bias, nn.Parameter))
+        and not (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                 or module._backward_pre_hooks)
     )
 
 
@@ -42,8 +51,8 @@ class DepthwiseConv2d(nn.Conv2d):
     :func:`hwnas.ops.depthwise_conv2d`.
 
     Shapes:
-        ``(N, C, H, W)`` -> ``(N, C, OH, OW)`` as ``nn.Conv2d``; the output has the input's
-        layout (channels_last or contiguous).
+        ``(N, C, H, W)`` -> ``(N, C, OH, OW)`` as ``nn.Conv2d``, and ``(C, H, W)`` ->
+        ``(C, OH, OW)``; the output has the input's layout (channels_last or contiguous).
     """
 
     def __init__(self, channels: int, kernel_size, stride=1, padding=0, dilation=1, bias: bool = False,
@@ -67,10 +76,13 @@ class DepthwiseConv2d(nn.Conv2d):
         return native
 
     def forward(self, x: Tensor) -> Tensor:
+        unbatched = x.dim() == 3  # nn.Conv2d takes (C, H, W) too
+        if unbatched:
+            x = x.unsqueeze(0)
         out = depthwise_conv2d(x, self.weight, self.stride, self.padding, self.dilation)
         if self.bias is not None:
             out = out + self.bias.view(1, -1, 1, 1)
-        return out
+        return out.squeeze(0) if unbatched else out
 
 
 def swap_in_native_depthwise(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
