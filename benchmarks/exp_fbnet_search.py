@@ -44,7 +44,11 @@ in it; ``base us``: the baseline's); it is the cheapest candidate at least as sl
 ``joint us``.
 
 Results go to ``--out`` (default ``benchmarks/results/fbnet_search``): one run folder
-per search, ``results.json`` (format ``hwnas.experiment_fbnet`` v1) and the printed tables.
+per search and per baseline training (named by the baseline's width and depth), one
+``<dataset>-row-w<weight>.json`` per finished row of Table 3, ``results.json`` (format
+``hwnas.experiment_fbnet`` v1) and the printed tables. The same command, run again on
+the same ``--out``, continues an interrupted experiment: finished rows are read back,
+interrupted searches and trainings resume from their last checkpoint.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ sys.path.insert(0, HERE)
 
 from common import machine_line  # noqa: E402
 
+from hwnas._io import read_json  # noqa: E402
 from hwnas.data import load_dataset, prepare_splits  # noqa: E402
 from hwnas.latency.table import LatencyTable  # noqa: E402
 from hwnas.latency.table_scale import measure_on_table_scale  # noqa: E402
@@ -198,6 +203,18 @@ def _pick_baseline(space_kwargs: dict[str, Any], table, space, target, runs: lis
     return {**best, "within_budget": bool(within)}, joint
 
 
+ROW_FORMAT = "hwnas.experiment_fbnet_row"
+
+
+def _write_row(path: str, row: dict[str, Any]) -> None:
+    atomic_write_json(path, {"format": ROW_FORMAT, "version": 1, "row": row})
+
+
+def _read_row(path: str) -> dict[str, Any]:
+    """A finished row of Table 3 as :func:`_write_row` wrote it (JSON: pairs come back as lists)."""
+    return read_json(path, ROW_FORMAT)["row"]
+
+
 def part_a(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
     """Table 3: latency weights x seeds, searched vs scaled MobileNetV2-style."""
     rows = []
@@ -207,6 +224,13 @@ def part_a(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
     budget = _budget(args, dataset, resolution, "eager")
     reference_us = budget["reference_us"] if args.objective in TARGET_OBJECTIVES else None
     for weight in args.weights:
+        # A finished row is kept: rerunning the same command continues where it stopped.
+        row_file = os.path.join(out, f"{os.path.basename(dataset)}-row-w{weight:g}.json")
+        if os.path.exists(row_file):
+            row = _read_row(row_file)
+            rows.append(row)
+            print(_row_text(f"{os.path.basename(dataset)}@{resolution}", row), flush=True)
+            continue
         runs = [run_search(args, dataset, resolution, weight, seed, "eager", out, reference_us=reference_us)
                 for seed in args.seeds]
         # Baselines are measured on the searched models' scale: the same drift reference and baseline.
@@ -222,7 +246,9 @@ def part_a(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
         picked, joint = _pick_baseline(space_kwargs, table, space, target, runs, single)
         base_accs, base_single = [], []
         for seed in args.seeds:
-            run = RunDir(os.path.join(out, f"{os.path.basename(dataset)}-baseline-w{weight:g}-s{seed}"))
+            # Named by the pick: a rerun that picks another width or depth trains it afresh.
+            run = RunDir(os.path.join(out, f"{os.path.basename(dataset)}-baseline-w{weight:g}"
+                                           f"-bw{picked['width']:g}-bd{picked['depth']:g}-s{seed}"))
             trained = train_architecture(picked["space"], picked["arch"], splits, TrainConfig(epochs=args.train_epochs, seed=seed),
                                          run, target, stage="baseline", progress=not args.quiet, log=_quiet)
             base_accs.append(trained["test_accuracy"])
@@ -242,6 +268,7 @@ def part_a(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
                          "accuracy": _mean_std(base_accs), "within_budget": picked["within_budget"],
                          "candidates": joint["candidates"], "joint_scale": joint["scale"]},
         }
+        _write_row(row_file, row)
         rows.append(row)
         print(_row_text(f"{os.path.basename(dataset)}@{resolution}", row), flush=True)
     return {"dataset": dataset, "resolution": resolution, "rows": rows, "table_seconds": budget["table_seconds"]}

@@ -44,3 +44,19 @@ def test_bad_values_are_refused(experiment, argv, capsys):
         experiment.parse_args(argv)
     assert info.value.code == 2
     assert argv[0] in capsys.readouterr().err
+
+
+def test_a_finished_row_read_back_prints_and_checks_as_written(experiment, tmp_path):
+    # Rerunning the experiment reads finished rows back instead of searching again.
+    row = {"weight": 0.7, "archs": ["a", "b"], "predicted_us": [6000.0, 6400.0], "predicted_raw_us": [5000.0, None],
+           "measured_us": [6100.0, 6500.0], "single_measurement_us": [6050.0, 6450.0], "table_scale": [1.0, 1.01],
+           "joint_measured_us": [6120.0, 6480.0], "max_abs_latency_error": 0.0167, "max_abs_single_error": 0.008,
+           "accuracy": (0.981, 0.004), "search_seconds": [540.0, 600.0],
+           "baseline": {"width": 0.4, "depth": 0.5, "arch": "x", "measured_us": 6400.0, "single_measurement_us": [1.0],
+                        "accuracy": (0.975, 0.002), "within_budget": True, "candidates": [], "joint_scale": 1.0}}
+    path = str(tmp_path / "digits-row-w0.7.json")
+    experiment._write_row(path, row)
+    back = experiment._read_row(path)
+    assert experiment._row_text("digits@8", back) == experiment._row_text("digits@8", row)
+    line = experiment._row_text("digits@8", back)
+    assert "6200" in line and "1.7%" in line and "98.10±0.40" in line and "w0.4 d0.5" in line and "10.0" in line

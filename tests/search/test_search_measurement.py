@@ -38,6 +38,39 @@ def test_train_model_hands_back_a_default_layout_model(space, splits):
     assert evaluate(model, splits.test)[1] == pytest.approx(result["test_accuracy"])
 
 
+def test_train_model_refuses_to_resume_another_network(space, splits, tmp_path):
+    # Another architecture trained earlier in the same folder: a clear error naming the
+    # first difference, before any weight is loaded, not a state_dict size mismatch.
+    from hwnas.runs import RunDir
+
+    run = RunDir(str(tmp_path / "run"))
+    config = TrainConfig(epochs=1, batch_size=16)
+    torch.manual_seed(0)
+    first = space.build(space.sample(seed=2))
+    train_model(first, splits, config, run=run, stage="baseline", progress=False, log=None)
+    other = space.sample(seed=3)
+    assert other != space.sample(seed=2)
+    second = space.build(other)
+    before = {k: v.clone() for k, v in second.state_dict().items()}
+    with pytest.raises(ValueError, match=r"baseline checkpoint is of a different network \(.*; \d+ differences\): train"):
+        train_model(second, splits, config, run=run, stage="baseline", progress=False, log=None)
+    assert all(torch.equal(before[k], v) for k, v in second.state_dict().items())
+    # the same network resumes (its training is complete: the result is reported again)
+    again = space.build(space.sample(seed=2))
+    assert train_model(again, splits, config, run=run, stage="baseline", progress=False, log=None)["test_accuracy"] \
+        == pytest.approx(evaluate(first, splits.test)[1])
+
+
+def test_a_checkpoint_of_another_width_is_named_by_its_first_shape():
+    from hwnas.search.retrain import _check_same_model
+
+    narrow, wide = torch.nn.Sequential(torch.nn.Linear(4, 6)), torch.nn.Sequential(torch.nn.Linear(4, 8))
+    _check_same_model(narrow, torch.nn.Sequential(torch.nn.Linear(4, 6)).state_dict(), "here")
+    with pytest.raises(ValueError, match=r"here is of a different network \(0.weight has shape \[6, 4\] there and "
+                                         r"\[8, 4\] in this model; 2 differences\)"):
+        _check_same_model(wide, narrow.state_dict(), "here")
+
+
 def test_train_model_trains_depthwise_convs_natively_and_hands_back_nn_conv2d(space, splits, monkeypatch):
     from hwnas import ops
     from hwnas.layers import DepthwiseConv2d

@@ -139,6 +139,25 @@ def train_model(
     return result
 
 
+def _check_same_model(model: nn.Module, saved: dict[str, Any], where: str) -> None:
+    """Refuses to resume a different network from a checkpoint (another architecture
+    trained in the same folder), naming the first difference, before anything is loaded."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in saved]
+    extra = [k for k in saved if k not in own]
+    shapes = [(k, tuple(saved[k].shape), tuple(v.shape)) for k, v in own.items()
+              if k in saved and tuple(saved[k].shape) != tuple(v.shape)]
+    if not (missing or extra or shapes):
+        return
+    if shapes:
+        key, there, here = shapes[0]
+        first = f"{key} has shape {list(there)} there and {list(here)} in this model"
+    else:
+        first = f"{(missing or extra)[0]} is {'missing there' if missing else 'not in this model'}"
+    raise ValueError(f"{where} is of a different network ({first}; {len(missing) + len(extra) + len(shapes)} "
+                     f"differences): train this architecture in a new folder, or remove that checkpoint to start over")
+
+
 def _train_epochs(model, splits, config, run, stage, resume, progress, log):
     """The epochs of :func:`train_model` and the final evaluation (its result)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -151,6 +170,7 @@ def _train_epochs(model, splits, config, run, stage, resume, progress, log):
     if state is not None:
         if state["config"] != config.to_dict():
             raise ValueError(f"{run.path}: the {stage} checkpoint was made with {state['config']}, not {config.to_dict()}")
+        _check_same_model(model, state["model"], f"{run.path}: the {stage} checkpoint")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
