@@ -78,6 +78,9 @@ def test_bad_inputs_are_reported_not_raised(inputs, capsys):
     assert "--objective absolute needs --target-us" in capsys.readouterr().err
     assert main(["search", "--quiet", "--scale-rounds", "-1"]) == 1
     assert "--scale-rounds must be >= 0" in capsys.readouterr().err
+    # A selection band is about a latency target: refused with the default fbnet objective.
+    assert main(["search", "--quiet", "--target-band", "0.1"]) == 1
+    assert "target_band needs an objective with a latency target" in capsys.readouterr().err
     assert main(["train", "--quiet", str(inputs / "nothing.json")]) == 1
     assert "neither an architecture JSON file nor a run folder" in capsys.readouterr().err
 

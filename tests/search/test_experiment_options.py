@@ -60,3 +60,36 @@ def test_a_finished_row_read_back_prints_and_checks_as_written(experiment, tmp_p
     assert experiment._row_text("digits@8", back) == experiment._row_text("digits@8", row)
     line = experiment._row_text("digits@8", back)
     assert "6200" in line and "1.7%" in line and "98.10±0.40" in line and "w0.4 d0.5" in line and "10.0" in line
+
+
+def test_part_b_band_and_samples(experiment, capsys):
+    args = experiment.parse_args([])
+    assert args.targets_band == 0.1 and args.targets_samples == 32
+    assert experiment.parse_args(["--targets-band", "-1"]).targets_band is None  # off
+    assert experiment.parse_args(["--quick"]).targets_samples == 8
+    with pytest.raises(SystemExit):
+        experiment.parse_args(["--targets-samples", "-2"])
+    assert "--targets-samples" in capsys.readouterr().err
+
+
+def _grid(timings, pick):
+    return {"width": pick[0], "depth": pick[1],
+            "measurements": [{"width": w, "depth": d, "measured_latency_us": us} for w, d, us in timings]}
+
+
+def test_baseline_candidates_reach_past_noisy_grid_timings(experiment):
+    # Depth-0.25 models timed 4.6-4.9 ms once, outside the band of a 3 ms mean: the 3
+    # nearest on each side are timed jointly all the same.
+    timings = [(0.25, 0.25, 1900.0), (0.3, 0.25, 2000.0), (0.4, 0.25, 2100.0), (0.5, 0.25, 4600.0),
+               (0.6, 0.25, 4700.0), (0.75, 0.25, 4800.0), (1.0, 0.25, 4900.0), (0.25, 0.5, 6600.0),
+               (0.5, 0.5, 7000.0)]
+    picked = experiment._baseline_candidates(_grid(timings, (0.5, 0.25)), 3000.0)
+    assert [(m["width"], m["depth"]) for m in picked] == [
+        (0.25, 0.25), (0.3, 0.25), (0.4, 0.25), (0.5, 0.25), (0.6, 0.25), (0.75, 0.25)]
+    # Inside the band (0.7-1.5 x the mean) everything is kept: 4 below the mean here.
+    band = experiment._baseline_candidates(_grid(timings, (0.25, 0.5)), 5000.0)
+    assert [(m["width"], m["depth"]) for m in band] == [
+        (0.5, 0.25), (0.6, 0.25), (0.75, 0.25), (1.0, 0.25), (0.25, 0.5), (0.5, 0.5)]
+    # The grid's own pick is always a candidate, even far outside.
+    far = experiment._baseline_candidates(_grid(timings, (1.0, 0.25)), 1000.0)
+    assert (1.0, 0.25) in [(m["width"], m["depth"]) for m in far]

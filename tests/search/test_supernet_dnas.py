@@ -165,3 +165,44 @@ def test_warmup_defaults_to_a_third_of_the_epochs():
     assert SearchConfig(**SearchConfig(epochs=9).to_dict()).warmup_epochs == 3
     with pytest.raises(ValueError, match="warmup_epochs"):
         SearchConfig(epochs=4, warmup_epochs=5)
+
+
+def test_search_config_checks_the_target_band():
+    with pytest.raises(ValueError, match="non-negative fraction"):
+        SearchConfig(objective={"name": "absolute", "target": 30.0}, target_band=-0.1)
+    with pytest.raises(ValueError, match="non-negative fraction"):
+        SearchConfig(objective={"name": "absolute", "target": 30.0}, target_band=float("nan"))
+    with pytest.raises(ValueError, match="needs an objective with a latency target"):
+        SearchConfig(objective={"name": "fbnet", "alpha": 0.2, "beta": 0.6}, target_band=0.1)
+    # The field round-trips through the saved config.
+    config = SearchConfig(objective={"name": "hard_target", "target": 30.0}, target_band=0.05)
+    assert SearchConfig.from_dict(config.to_dict()).target_band == 0.05
+
+
+@pytest.mark.parametrize("name, target, band", [("absolute", 30.0, 0.1), ("absolute", 42.0, 0.2),
+                                                 ("hard_target", 30.0, 0.1), ("proxyless", 25.0, 0.3),
+                                                 ("absolute", 1.0, 0.1)])
+def test_target_band_puts_candidates_near_the_target_first(space, table, splits, name, target, band):
+    objective = {"name": name, "target": target}
+    config = SearchConfig(epochs=1, warmup_epochs=1, batch_size=16, num_samples=12, seed=1, objective=objective)
+    search = FBNetSearch(space, table, splits, config, progress=False, log=None)
+    search.run_epoch()
+    plain = [r for r in search.select() if r["kind"] != "baseline"]
+    search.config = SearchConfig(**{**config.to_dict(), "target_band": band})
+    banded = [r for r in search.select() if r["kind"] != "baseline"]
+    # The same candidates and values; only the order differs.
+    assert sorted((r["arch"], r["score"]) for r in plain) == sorted((r["arch"], r["score"]) for r in banded)
+    assert all("within_target_band" not in r for r in plain)
+
+    def inside(latency):  # the band, written out per objective
+        ratio = latency / target - 1.0
+        return ratio <= band if name == "hard_target" else abs(ratio) <= band
+
+    assert [r["within_target_band"] for r in banded] == [inside(r["predicted_latency_us"]) for r in banded]
+    expected = sorted(plain, key=lambda r: r["score"])
+    expected = [r for r in expected if inside(r["predicted_latency_us"])] + \
+               [r for r in expected if not inside(r["predicted_latency_us"])]
+    assert [r["arch"] for r in banded] == [r["arch"] for r in expected]
+    if not any(inside(r["predicted_latency_us"]) for r in plain):
+        # Nobody inside the band: the plain ranking stands.
+        assert [r["arch"] for r in banded] == [r["arch"] for r in plain]

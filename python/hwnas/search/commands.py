@@ -117,6 +117,11 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
                            help="additive weight per us (default 1e-4) or hard_target/absolute penalty (default 2)")
     objective.add_argument("--target-us", type=float, default=None,
                            help="latency target of proxyless/hard_target/absolute, in us")
+    objective.add_argument("--target-band", type=float, default=None,
+                           help="with --target-us: pick the final architecture among the sampled candidates predicted "
+                                "within this fraction of the target (hard_target: at most 1+band times it), the best "
+                                "by objective; when none is, the best of all (default: all candidates compete on "
+                                "their objective value)")
     train = parser.add_argument_group("retraining of the chosen architecture")
     train.add_argument("--no-retrain", action="store_true", help="stop after the search")
     _add_train_args(train, TrainConfig().epochs)
@@ -154,6 +159,7 @@ def run_search(args: argparse.Namespace) -> int:
             arch_batch_size=args.arch_batch_size, weight_lr=args.weight_lr,
             arch_lr=args.arch_lr, initial_temperature=args.temperature, temperature_decay=args.temperature_decay,
             weight_mode=args.weight_mode, objective=_objective_from_args(args), num_samples=args.samples, seed=args.seed,
+            target_band=args.target_band,
         )
         retrain = None if args.no_retrain else TrainConfig(
             epochs=args.train_epochs, batch_size=args.train_batch_size, lr=args.train_lr,

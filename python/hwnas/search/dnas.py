@@ -32,7 +32,9 @@ temperature_decay ** e`` in epoch ``e`` (0-based).
 After the last epoch, :meth:`FBNetSearch.run` draws ``num_samples`` architectures
 from the learned distribution (plus its arg-max), evaluates each with the supernet's
 weights on the validation split, predicts its latency from the table, and keeps the
-one with the lowest objective value ``objective(val CE, predicted latency)``. Before
+one with the lowest objective value ``objective(val CE, predicted latency)`` (with a
+``target_band``, the lowest among those predicted within the band of the objective's
+latency target, when there is one). Before
 evaluating an architecture, the batch-norm statistics of its blocks are re-estimated
 on training batches run through that architecture alone (statistics gathered under
 the soft mixture do not match a single path), and restored afterwards.
@@ -92,6 +94,15 @@ class SearchConfig(DictConfig):
         arch_fraction: Share of the training split used for architecture steps.
         objective: Objective as a dict (``{"name": "fbnet", "alpha": .., "beta": ..}``).
         num_samples: Architectures sampled from the final distribution.
+        target_band: With a latency-target objective (``proxyless``, ``hard_target``,
+            ``absolute``), the selection keeps only candidates predicted within this
+            fraction of the target (``hard_target``: at most ``1 + target_band`` times it;
+            the others: within ``target_band`` on either side), the best of them by
+            objective; candidates outside come after them, and one of them is kept only
+            when none is inside. ``None`` (default): every candidate competes on its
+            objective value alone. Why: the candidates' validation losses, measured with
+            the shared supernet weights on a small split, differ by whole nats between
+            samples of one distribution; a sample 29% over its target has won on them.
         bn_batches: Training batches (of 128) that re-estimate the batch-norm statistics of each
             evaluated architecture (0: use the supernet's running statistics as they are).
         seed: Seed of everything (weights, split, batch order, Gumbel noise, samples).
@@ -120,6 +131,7 @@ class SearchConfig(DictConfig):
     arch_fraction: float = 0.2
     objective: dict = field(default_factory=lambda: {"name": "fbnet", "alpha": 0.2, "beta": 0.6})
     num_samples: int = 8
+    target_band: Optional[float] = None
     bn_batches: int = 4
     seed: int = 0
 
@@ -147,6 +159,13 @@ class SearchConfig(DictConfig):
         if self.bn_batches < 0:
             raise ValueError(f"bn_batches must be non-negative, got {self.bn_batches}")
         self.objective = make_objective(self.objective).to_dict()  # validates and normalises
+        if self.target_band is not None:
+            if not (isinstance(self.target_band, (int, float)) and math.isfinite(self.target_band)
+                    and self.target_band >= 0):
+                raise ValueError(f"target_band must be a non-negative fraction of the target, got {self.target_band!r}")
+            if "target" not in self.objective:
+                raise ValueError(f"target_band needs an objective with a latency target (proxyless, hard_target, "
+                                 f"absolute), got {self.objective['name']!r}")
 
     def temperature(self, epoch: int) -> float:
         """Gumbel temperature of (0-based) ``epoch``."""
@@ -425,6 +444,16 @@ class FBNetSearch:
             return val_loss
         return float(self.objective(torch.tensor(val_loss), torch.tensor(latency)))
 
+    def _within_target_band(self, latency: Optional[float]) -> Optional[bool]:
+        """Whether ``latency`` is inside the selection's target band (``None``: no band)."""
+        band = self.config.target_band
+        if band is None or latency is None:
+            return None
+        ratio = latency / self.config.objective["target"] - 1.0
+        if self.config.objective["name"] == "hard_target":
+            return ratio <= band
+        return abs(ratio) <= band
+
     def evaluate_architecture(self, arch: Architecture, kind: str) -> dict[str, Any]:
         """Validation loss/accuracy of ``arch`` with the supernet's weights, and its predicted latency."""
         self.supernet.use_architecture(arch)
@@ -434,11 +463,16 @@ class FBNetSearch:
         finally:
             self.supernet.use_architecture(None)
         latency = self.table.predict(arch) if self.table is not None else None
-        return {"kind": kind, "arch": arch.to_string(), "choices": list(arch.choices), "val_loss": val_loss,
-                "val_accuracy": val_acc, "predicted_latency_us": latency, "score": self._score(val_loss, latency)}
+        row = {"kind": kind, "arch": arch.to_string(), "choices": list(arch.choices), "val_loss": val_loss,
+               "val_accuracy": val_acc, "predicted_latency_us": latency, "score": self._score(val_loss, latency)}
+        within = self._within_target_band(latency)
+        if within is not None:
+            row["within_target_band"] = within
+        return row
 
     def select(self) -> list[dict[str, Any]]:
-        """Evaluates the arg-max, ``num_samples`` samples and MobileNetV2-style baselines; best first."""
+        """Evaluates the arg-max, ``num_samples`` samples and MobileNetV2-style baselines; best first
+        (with a ``target_band``: those inside the band first, each group by objective value)."""
         rng = random.Random(self.config.seed + 3)
         archs: dict[tuple, tuple[Architecture, str]] = {}
         argmax = self.supernet.derive()
@@ -447,7 +481,7 @@ class FBNetSearch:
             arch = self.supernet.sample_architecture(rng)
             archs.setdefault(arch.key(), (arch, "sample"))
         rows = [self.evaluate_architecture(arch, kind) for arch, kind in archs.values()]
-        rows.sort(key=lambda row: row["score"])
+        rows.sort(key=lambda row: (not row.get("within_target_band", True), row["score"]))
         baseline = mobilenet_v2_style_choices(self.space)
         if baseline is not None:
             # A reference point for the plots, evaluated on the same footing; never selected.
