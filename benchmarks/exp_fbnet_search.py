@@ -251,7 +251,7 @@ def part_a(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
             continue
         runs = [run_search(args, dataset, resolution, weight, seed, "eager", out, reference_us=reference_us)
                 for seed in args.seeds]
-        # Baselines are measured on the searched models' scale: the same drift reference and baseline.
+        # Baselines are measured on the searched models' scale: the same drift reference.
         table, space = _run_table(runs[0])
         target = _run_target(runs[0], (table, space))
         # measured_latency_us is on the table's scale (the pipeline timed each model beside

@@ -206,3 +206,18 @@ def test_target_band_puts_candidates_near_the_target_first(space, table, splits,
     if not any(inside(r["predicted_latency_us"]) for r in plain):
         # Nobody inside the band: the plain ranking stands.
         assert [r["arch"] for r in banded] == [r["arch"] for r in plain]
+
+
+def test_checkpoint_from_before_a_new_config_field_still_resumes(space, table, splits):
+    config = SearchConfig(epochs=2, warmup_epochs=1, batch_size=16, num_samples=0, seed=0)
+    search = FBNetSearch(space, table, splits, config, progress=False, log=None)
+    search.run_epoch()
+    state = {**search.state_dict(), "epoch": search.epoch}  # as RunDir.save_checkpoint stores it
+    del state["config"]["target_band"]  # written before the field existed
+    resumed = FBNetSearch(space, table, splits, config, progress=False, log=None)
+    resumed.load_state_dict(state)
+    assert resumed.epoch == 1
+    other = FBNetSearch(space, table, splits, SearchConfig(**{**config.to_dict(), "weight_lr": 0.01}),
+                        progress=False, log=None)
+    with pytest.raises(ValueError, match=r"weight_lr: 0.05 in the checkpoint, 0.01 now"):
+        other.load_state_dict(state)

@@ -314,9 +314,12 @@ class FBNetSearch:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["config"] != self.config.to_dict():
-            raise ValueError("the checkpoint was made with a different search config; "
-                             f"checkpoint: {state['config']}, now: {self.config.to_dict()}")
+        # Through from_dict: fields added since the checkpoint was written take their defaults.
+        saved, now = SearchConfig.from_dict(state["config"]).to_dict(), self.config.to_dict()
+        if saved != now:
+            changed = ", ".join(f"{k}: {saved[k]!r} in the checkpoint, {now[k]!r} now"
+                                for k in now if saved[k] != now[k])
+            raise ValueError(f"the checkpoint was made with a different search config ({changed})")
         self.supernet.load_state_dict(state["supernet"])
         self.weight_optimizer.load_state_dict(state["weight_optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
