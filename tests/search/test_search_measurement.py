@@ -8,7 +8,7 @@ import torch
 
 from hwnas.latency import DriftCorrectedTarget, Target, get_target
 from hwnas.latency.harness import TimingConfig, sample_statistics
-from hwnas.search.baselines import mobilenet_v2_style, scale_baseline_to_latency
+from hwnas.search.baselines import BASELINE_DEPTHS, BASELINE_WIDTHS, mobilenet_v2_style, scale_baseline_to_latency
 from hwnas.search.dnas import FBNetSearch, SearchConfig
 from hwnas.search.retrain import TrainConfig, evaluate, train_model, to_train_layout
 from hwnas.search.tables import cached_table, measuring_target, table_cache_path
@@ -245,8 +245,6 @@ def test_default_baseline_grid_has_no_wide_gaps_above_half_width():
     # least as slow" 12% slower than the searched models on MNIST. Parameters stand in
     # for cost: at every depth, neighbouring widths of the default grid differ by at
     # most 25% (the old grid's steps there were 39-74%).
-    from hwnas.search.baselines import BASELINE_DEPTHS, BASELINE_WIDTHS
-
     kwargs = dict(resolution=8, in_channels=1, num_classes=10)
     widths = [w for w in BASELINE_WIDTHS if w >= 0.5]
     assert widths[0] == 0.5 and widths[-1] == 1.0
