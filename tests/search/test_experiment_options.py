@@ -34,11 +34,21 @@ def test_part_b_has_its_own_width_and_resolution(experiment):
 
 def test_quick_overrides_the_scale(experiment):
     args = experiment.parse_args(["--quick", "--seeds", "3,4"])
-    assert args.seeds == [0] and args.search_epochs == 4 and args.no_mnist
+    assert args.seeds == [0] and args.search_epochs == 4 and args.no_mnist and args.retrain_seeds == 1
+
+
+def test_training_seeds_start_with_the_search_seed_and_never_collide_across_search_seeds(experiment):
+    assert experiment.parse_args([]).retrain_seeds == 3
+    assert experiment._training_seeds(2, 1) == [2]
+    # The first training of each search seed is the search run's own retraining (seed = search seed).
+    seeds = [experiment._training_seeds(s, 3) for s in (0, 1, 2)]
+    assert [s[0] for s in seeds] == [0, 1, 2]
+    flat = [t for s in seeds for t in s]
+    assert len(set(flat)) == 9
 
 
 @pytest.mark.parametrize("argv", [["--weights", "1,x"], ["--weights", "1,0"], ["--seeds", "0,a"],
-                                  ["--budget-fraction", "0"]])
+                                  ["--budget-fraction", "0"], ["--retrain-seeds", "0"]])
 def test_bad_values_are_refused(experiment, argv, capsys):
     with pytest.raises(SystemExit) as info:
         experiment.parse_args(argv)
@@ -93,3 +103,12 @@ def test_baseline_candidates_reach_past_noisy_grid_timings(experiment):
     # The grid's own pick is always a candidate, even far outside.
     far = experiment._baseline_candidates(_grid(timings, (1.0, 0.25)), 1000.0)
     assert (1.0, 0.25) in [(m["width"], m["depth"]) for m in far]
+
+
+def test_accuracy_gap_is_the_difference_of_means_with_welchs_standard_error(experiment):
+    row = {"accuracies": [0.98, 0.99, 0.97], "baseline": {"accuracies": [0.96, 0.97]}}
+    gap, se = experiment._accuracy_gap(row)
+    assert gap == pytest.approx(0.98 - 0.965)
+    # Hand-computed: variances 1e-4 (n=3) and 5e-5 (n=2).
+    assert se == pytest.approx((1e-4 / 3 + 5e-5 / 2) ** 0.5)
+    assert experiment._accuracy_gap({"accuracy": (0.98, 0.0), "baseline": {"accuracy": (0.97, 0.0)}}) is None

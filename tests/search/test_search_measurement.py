@@ -38,6 +38,30 @@ def test_train_model_hands_back_a_default_layout_model(space, splits):
     assert evaluate(model, splits.test)[1] == pytest.approx(result["test_accuracy"])
 
 
+def test_train_architecture_without_a_target_trains_the_same_model_and_skips_measuring(space, splits, tmp_path):
+    """Extra training seeds of an already measured architecture are trained without timing it."""
+    from hwnas.runs import RunDir
+    from hwnas.search.pipeline import train_architecture
+
+    class CountingTarget:
+        name, calls = "counting", 0
+
+        def measure(self, model, input_shape, config):
+            CountingTarget.calls += 1
+            return get_target("eager", threads=1).measure(model, input_shape, FAST)
+
+    arch, config = space.sample(seed=3), TrainConfig(epochs=1, batch_size=16, seed=5)
+    timed = train_architecture(space, arch, splits, config, RunDir(str(tmp_path / "a")), CountingTarget(),
+                               progress=False, log=None)
+    untimed = train_architecture(space, arch, splits, config, RunDir(str(tmp_path / "b")), None,
+                                 progress=False, log=None)
+    assert CountingTarget.calls == 1 and timed["latency"]["median_us"] > 0 and untimed["latency"] is None
+    # Same seed, same recipe: the same trained network, whether it was timed or not.
+    assert untimed["test_accuracy"] == timed["test_accuracy"]
+    for a, b in zip(timed["model"].parameters(), untimed["model"].parameters()):
+        torch.testing.assert_close(a, b)
+
+
 def test_train_model_refuses_to_resume_another_network(space, splits, tmp_path):
     # Another architecture trained earlier in the same folder: a clear error naming the
     # first difference, before any weight is loaded, not a state_dict size mismatch.

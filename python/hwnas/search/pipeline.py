@@ -277,16 +277,18 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
     return summary
 
 
-def train_architecture(space: Any, arch: Any, splits: DataSplits, config: TrainConfig, run: RunDir, target: Any,
-                       stage: str = "retrain", export_folder: Optional[str] = None, progress: bool = True,
-                       log: Callable[[str], None] = _log_default) -> dict[str, Any]:
-    """Trains ``arch`` from scratch with the recipe, measures it on ``target``, and exports it."""
+def train_architecture(space: Any, arch: Any, splits: DataSplits, config: TrainConfig, run: RunDir,
+                       target: Optional[Any], stage: str = "retrain", export_folder: Optional[str] = None,
+                       progress: bool = True, log: Callable[[str], None] = _log_default) -> dict[str, Any]:
+    """Trains ``arch`` from scratch with the recipe, measures it on ``target`` (``None``:
+    not measured, ``latency`` is ``None``; e.g. another training seed of an architecture
+    already measured), and exports it."""
     started = time.perf_counter()
     seed_everything(config.seed)
     model = space.build(arch)
     result = train_model(model, splits, config, run=run, stage=stage, progress=progress, log=log)
     shape = (space.in_channels, arch.resolution, arch.resolution)
-    result["latency"] = measure_model_latency(model, target, shape)
+    result["latency"] = measure_model_latency(model, target, shape) if target is not None else None
     result["exported"] = export_model(model, export_folder, shape, arch) if export_folder else {}
     result["seconds"] = time.perf_counter() - started
     result["model"], result["input_shape"] = model, shape
