@@ -267,9 +267,10 @@ def part_a(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
         # is the search run's measurement); the baseline is trained with the same seeds.
         for r, seed in zip(runs, args.seeds):
             arch = Architecture.load(os.path.join(r["run"], "architecture.json"))
+            arch_space = space_for_architecture(arch)
             for train_seed in _training_seeds(seed, args.retrain_seeds)[1:]:
                 run = RunDir(f"{r['run']}-train-s{train_seed}")
-                trained = train_architecture(space_for_architecture(arch), arch, splits,
+                trained = train_architecture(arch_space, arch, splits,
                                              TrainConfig(epochs=args.train_epochs, seed=train_seed), run, None,
                                              progress=not args.quiet, log=_quiet)
                 accs.append(trained["test_accuracy"])
@@ -326,8 +327,8 @@ def _accuracy_gap(row: dict[str, Any]) -> tuple[float, float] | None:
     """``(difference of mean accuracies, its standard error)``, searched minus baseline,
     from the row's per-training accuracies (Welch's standard error; ``None`` for rows
     written before they were kept, or with fewer than two trainings a side)."""
-    ours, theirs = row.get("accuracies"), row["baseline"].get("accuracies")
-    if not ours or not theirs or len(ours) < 2 or len(theirs) < 2:
+    ours, theirs = row.get("accuracies") or [], row["baseline"].get("accuracies") or []
+    if min(len(ours), len(theirs)) < 2:
         return None
     se = (statistics.variance(ours) / len(ours) + statistics.variance(theirs) / len(theirs)) ** 0.5
     return statistics.fmean(ours) - statistics.fmean(theirs), se

@@ -9,7 +9,9 @@ import torch
 from hwnas.latency import DriftCorrectedTarget, Target, get_target
 from hwnas.latency.harness import TimingConfig, sample_statistics
 from hwnas.search.baselines import BASELINE_DEPTHS, BASELINE_WIDTHS, mobilenet_v2_style, scale_baseline_to_latency
+from hwnas.runs import RunDir
 from hwnas.search.dnas import FBNetSearch, SearchConfig
+from hwnas.search.pipeline import train_architecture
 from hwnas.search.retrain import TrainConfig, evaluate, train_model, to_train_layout
 from hwnas.search.tables import cached_table, measuring_target, table_cache_path
 
@@ -40,9 +42,6 @@ def test_train_model_hands_back_a_default_layout_model(space, splits):
 
 def test_train_architecture_without_a_target_trains_the_same_model_and_skips_measuring(space, splits, tmp_path):
     """Extra training seeds of an already measured architecture are trained without timing it."""
-    from hwnas.runs import RunDir
-    from hwnas.search.pipeline import train_architecture
-
     class CountingTarget:
         name, calls = "counting", 0
 
@@ -65,8 +64,6 @@ def test_train_architecture_without_a_target_trains_the_same_model_and_skips_mea
 def test_train_model_refuses_to_resume_another_network(space, splits, tmp_path):
     # Another architecture trained earlier in the same folder: a clear error naming the
     # first difference, before any weight is loaded, not a state_dict size mismatch.
-    from hwnas.runs import RunDir
-
     run = RunDir(str(tmp_path / "run"))
     config = TrainConfig(epochs=1, batch_size=16)
     torch.manual_seed(0)
