@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from hwnas.data import iterate_batches, load_dataset, prepare_splits, read_idx
+from hwnas.data import iterate_batches, load_dataset, prepare_splits, read_idx, rest_split
 
 
 def test_digits_are_builtin_8x8_and_resized_deterministically():
@@ -27,6 +27,32 @@ def test_splits_are_disjoint():
     s = prepare_splits(data, 8, seed=0)
     ids = [set(torch.unique(part.images[:, 0, 0, 0]).tolist()) for part in (s.train, s.val, s.test)]
     assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+
+
+def test_rest_split_is_every_example_the_limited_splits_left_out_standardised_alike():
+    data = load_dataset("digits")
+    # Each image holds its own index, so the examples can be told apart after standardising.
+    data.images = torch.arange(len(data), dtype=torch.float32)[:, None, None, None].expand(-1, 1, 8, 8).contiguous()
+    s = prepare_splits(data, 8, seed=3, limit=500)
+    rest = rest_split(data, s, 500)
+    mean, std = s.mean[0], s.std[0]
+
+    def ids(part):
+        return [round(v) for v in (part.images[:, 0, 0, 0] * std + mean).tolist()]
+
+    used = ids(s.train) + ids(s.val) + ids(s.test)
+    left = ids(rest)
+    assert len(used) == 500 and len(left) == len(data) - 500
+    assert sorted(used + left) == list(range(len(data)))
+    assert rest.labels.tolist() == data.labels[left].tolist()
+    assert rest_split(data, prepare_splits(data, 8, seed=3, limit=len(data)), len(data)) is None
+    # At another resolution the rest is resized like the splits: the same images, the same values.
+    bigger = prepare_splits(data, 12, seed=3, limit=500)
+    rest12 = rest_split(data, bigger, 500)
+    assert tuple(rest12.images.shape[1:]) == (1, 12, 12)
+    assert sorted(round(v) for v in (rest12.images[:, 0, 5, 5] * bigger.std[0] + bigger.mean[0]).tolist()) == sorted(left)
+    with pytest.raises(ValueError, match="limit=400"):
+        rest_split(data, s, 400)
 
 
 def _write_idx(path, array, code):

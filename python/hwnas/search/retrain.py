@@ -27,8 +27,8 @@ from hwnas.runs import RunDir, capture_rng_state, restore_rng_state
 
 from ._config import DictConfig
 
-__all__ = ["TrainConfig", "train_model", "evaluate", "measure_model_latency", "export_model", "seed_everything",
-           "TRAIN_MEMORY_FORMAT", "to_train_layout"]
+__all__ = ["TrainConfig", "train_model", "evaluate", "evaluate_as_trained", "measure_model_latency", "export_model",
+           "seed_everything", "TRAIN_MEMORY_FORMAT", "to_train_layout"]
 
 #: Memory layout of models and batches while training and evaluating. oneDNN's CPU
 #: depthwise convolutions run 3-4x faster (forward + backward) on channels-last
@@ -101,6 +101,18 @@ def evaluate(model: nn.Module, dataset: ImageDataset, batch_size: int = 256) -> 
         correct += int((logits.argmax(1) == y).sum())
     model.train(was_training)
     return total_loss / len(dataset), correct / len(dataset)
+
+
+def evaluate_as_trained(model: nn.Module, dataset: ImageDataset, batch_size: int = 256) -> tuple[float, float]:
+    """:func:`evaluate` in the layout and on the kernels that :func:`train_model` evaluates
+    with (channels-last, native depthwise), so that a model loaded from a checkpoint scores
+    what its training reported, to the last image. ``model`` ends in the default layout."""
+    model.to(memory_format=TRAIN_MEMORY_FORMAT)
+    try:
+        with native_depthwise(model):
+            return evaluate(model, dataset, batch_size)
+    finally:
+        model.to(memory_format=torch.contiguous_format)
 
 
 def train_model(
