@@ -51,28 +51,38 @@ def register_subcommand(name: str, help: str, configure: Callable[[argparse.Argu
 
 
 def _resolve_target(target: str, resolution: Optional[int], space_file: Optional[str]):
-    """Returns ``(space, arch)`` for a zoo model name or an architecture JSON file."""
+    """Returns ``(space, arch)`` for a zoo model name, an architecture JSON file or a run
+    folder (its ``architecture.json``; a search run's own space when it is a user space)."""
     from . import models
+    from .search.pipeline import architecture_space
     from .spaces.architecture import Architecture
-    from .spaces.base import load_space, space_for_architecture
 
     if target in models.ZOO:
+        if space_file:
+            raise ValueError(f"--space-file is for architecture files of a user-defined space, not the zoo model {target!r}")
         overrides = {} if resolution is None else {"resolution": resolution}
         space = models.space(target, **overrides)
         return space, space.make_arch(models.get_entry(target).blocks)
     if os.path.exists(target):
-        arch = Architecture.load(target)
+        path, run_folder = target, None
+        if os.path.isdir(target):
+            path, run_folder = os.path.join(target, "architecture.json"), target
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"{target}: a folder without architecture.json (not a finished search run)")
+        arch = Architecture.load(path)
         if resolution is not None:
             arch = dataclasses.replace(arch, resolution=resolution)
-        if space_file:
-            space = load_space(space_file)
-            if resolution is not None:
-                raise ValueError("--resolution cannot change a space loaded with --space-file; edit the file")
-        else:
-            space = space_for_architecture(arch)
+        space = architecture_space(arch, space_file, run_folder)
         space.validate(arch)
         return space, arch
-    raise ValueError(f"{target!r} is neither a zoo model ({', '.join(models.list_models())}) nor an existing architecture file")
+    raise ValueError(f"{target!r} is neither a zoo model ({', '.join(models.list_models())}) nor an existing "
+                     "architecture file or run folder")
+
+
+def _zoo_names() -> str:
+    from . import models
+
+    return ", ".join(models.list_models())
 
 
 def _layer_table(space, arch) -> str:
@@ -89,7 +99,7 @@ def _layer_table(space, arch) -> str:
 
 
 def _configure_show(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", help="zoo model name (see --list) or architecture JSON file")
+    parser.add_argument("target", help=f"zoo model name ({_zoo_names()}), architecture JSON file or search run folder")
     parser.add_argument("--space-file", help="search-space JSON/YAML for architectures of a user-defined space")
     parser.add_argument("--resolution", type=int, help="input resolution (default: the model's)")
     parser.add_argument("--figure", metavar="PNG", help="also draw the architecture (FBNet Figure 4 style)")
@@ -113,7 +123,7 @@ def _run_show(args: argparse.Namespace) -> int:
 
 
 def _configure_profile(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", help="zoo model name or architecture JSON file")
+    parser.add_argument("target", help=f"zoo model name ({_zoo_names()}), architecture JSON file or search run folder")
     parser.add_argument("--space-file", help="search-space JSON/YAML for architectures of a user-defined space")
     parser.add_argument("--resolution", type=int, help="input resolution (default: the model's)")
     parser.add_argument("--batch", type=int, default=1, help="batch size of the counted input (default 1)")
@@ -221,9 +231,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # OSError: missing files, a folder given for a file, permissions...
         print(f"hwnas {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        hint = {"search": "; continue with hwnas search --resume RUN_DIR (the run folder printed above)",
+                "train": "; continue with hwnas train --resume RUN_DIR (the run folder printed above)",
+                "latency": "; the same command continues from the entries already measured"}.get(args.command, "")
+        print(f"\nhwnas {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -48,6 +48,7 @@ __all__ = [
     "prepare_splits",
     "rest_split",
     "iterate_batches",
+    "num_batches",
 ]
 
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -361,8 +362,10 @@ def prepare_splits(
     n_val = max(1, int(round(n * val_fraction)))
     n_test = max(1, int(round(n * test_fraction)))
     n_train = n - n_val - n_test
-    if n_train < 1:
-        raise ValueError(f"{n} examples are too few to split into train/validation/test")
+    if n_train < 2:
+        # Two at least: BatchNorm cannot train on a batch of one.
+        raise ValueError(f"{n} examples are too few to split into train/validation/test "
+                         f"(it leaves {n_train} for training, and training needs 2)")
     images = _resize(dataset.images[order], resolution)
     labels = dataset.labels[order]
     train_images = images[:n_train]
@@ -422,18 +425,30 @@ def rest_split(dataset: ImageDataset, splits: DataSplits, limit: int) -> Optiona
                         dataset.class_names)
 
 
+def num_batches(n: int, batch_size: int) -> int:
+    """How many batches :func:`iterate_batches` yields for ``n`` examples."""
+    count = -(-n // batch_size)
+    return count - 1 if batch_size > 1 and count > 1 and n % batch_size == 1 else count
+
+
 def iterate_batches(
     dataset: ImageDataset, batch_size: int, generator: Optional[torch.Generator] = None, shuffle: bool = True
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """Yields ``(images [B, C, H, W], labels [B])`` batches; shuffled with ``generator`` if asked.
 
-    The last batch may be smaller. Shuffling draws from ``generator`` only (not the
-    global RNG), so a checkpointed generator state reproduces the order exactly.
+    The last batch may be smaller, or one larger: a single example left over joins the
+    batch before it (BatchNorm cannot train on a batch of one); :func:`num_batches` counts
+    them. Shuffling draws from ``generator`` only (not the global RNG), so a checkpointed
+    generator state reproduces the order exactly.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     n = len(dataset)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    for start in range(0, n, batch_size):
-        index = order[start:start + batch_size]
+    starts = list(range(0, n, batch_size))
+    if batch_size > 1 and len(starts) > 1 and n - starts[-1] == 1:
+        # A last batch of one example joins the one before: BatchNorm cannot train on a batch of one.
+        starts.pop()
+    for k, start in enumerate(starts):
+        index = order[start:starts[k + 1] if k + 1 < len(starts) else n]
         yield dataset.images[index], dataset.labels[index]

@@ -71,6 +71,20 @@ def test_cli_build_then_validate(tmp_path, capsys):
     rc = commands.main(["latency", "build", "--space", "fbnet_small", "--resolution", "8", "--target", "eager",
                         "--threads", "2", "--out", str(table)] + common)
     assert rc == 2 and "refusing to mix" in capsys.readouterr().err
+    # File options given a folder, and a CPU-time clock over several threads, are refused
+    # before anything is measured.
+    assert commands.main(["latency", "validate", "--table", str(table), "--plot", str(tmp_path)] + common) == 2
+    assert f"--plot {tmp_path} is a folder" in capsys.readouterr().err
+    assert commands.main(["latency", "build", "--space", "fbnet_small", "--resolution", "8",
+                          "--out", str(tmp_path)] + common) == 2
+    assert f"--out {tmp_path} is a folder" in capsys.readouterr().err
+    assert commands.main(["latency", "build", "--space", "fbnet_small", "--resolution", "8", "--clock", "thread_cpu",
+                          "--threads", "2", "--out", str(tmp_path / "cpu.json")] + common) == 2
+    assert "needs --threads 1" in capsys.readouterr().err and not (tmp_path / "cpu.json").exists()
+    for bad in (["--calibration", "-1"], ["--num-archs", "0"], ["--budget", "-1"]):
+        with pytest.raises(SystemExit):
+            commands.main(["latency", "validate", "--table", str(table), *bad])
+        assert f"argument {bad[0]}: must be" in capsys.readouterr().err
 
 
 def test_cli_drift_correction_is_stored_and_reused(tmp_path, capsys, monkeypatch):

@@ -20,11 +20,13 @@ def inputs(tmp_path):
     return tmp_path
 
 
-def test_search_then_train_from_the_command_line(inputs, capsys):
+def test_search_then_train_from_the_command_line(inputs, capsys, monkeypatch):
     tmp = inputs
     run = tmp / "run"
-    common = ["--quiet", "--data", str(tmp / "tiny.npz"), "--resolution", "8"]
-    code = main(["search", *common, "--space", str(tmp / "space.json"), "--width", "1", "--out", str(run),
+    # Paths as a user types them, relative to where the search starts.
+    monkeypatch.chdir(tmp)
+    common = ["--quiet", "--data", "tiny.npz", "--resolution", "8"]
+    code = main(["search", *common, "--space", "space.json", "--width", "1", "--out", str(run),
                  "--epochs", "2", "--warmup-epochs", "1", "--batch-size", "16", "--samples", "2", "--calibrate", "2",
                  "--scale-rounds", "2", "--cache-dir", str(tmp / "cache"), "--train-epochs", "1", "--objective", "hard_target",
                  "--target-us", "500"])
@@ -46,6 +48,10 @@ def test_search_then_train_from_the_command_line(inputs, capsys):
     assert "models" not in summary["latency_correction"]
     config = json.loads((run / "config.json").read_text())
     assert config["pipeline"]["search"]["objective"] == {"name": "hard_target", "target": 500.0, "lam": 2.0}
+    # Saved absolute, so that --resume works from any folder.
+    assert config["pipeline"]["data"] == str(tmp / "tiny.npz") and config["pipeline"]["space"] == str(tmp / "space.json")
+    assert config["pipeline"]["cache_dir"] == str(tmp / "cache")
+    monkeypatch.chdir(tmp / "cache")
     assert os.listdir(tmp / "cache" / "latency")  # the table was cached for the next run
     arch = Architecture.load(run / "architecture.json")
     assert len(arch.choices) == 2
@@ -58,15 +64,38 @@ def test_search_then_train_from_the_command_line(inputs, capsys):
     x = torch.randn(3, 1, 8, 8)
     np.testing.assert_allclose(session.run(None, {"x": x.numpy()})[0], model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
 
-    # Resuming a finished run redoes no epoch and reaches the same architecture.
-    assert main(["search", "--quiet", "--resume", str(run)]) == 0
-    assert f"architecture: {arch.to_string()}" in capsys.readouterr().out
+    # Resuming a finished run redoes nothing: the same summary, not measured again; options
+    # the saved config overrides are named.
+    before = (run / "summary.json").read_text()
+    assert main(["search", "--quiet", "--resume", str(run), "--epochs", "5"]) == 0
+    captured = capsys.readouterr()
+    assert f"architecture: {arch.to_string()}" in captured.out and "has finished" in captured.out
+    assert "ignored: --epochs" in captured.err
+    assert (run / "summary.json").read_text() == before
+
+    # A run folder shows and profiles as its architecture (a user space: the run's own).
+    assert main(["show", str(run)]) == 0 and f"compact: {arch.to_string()}" in capsys.readouterr().out
+    assert main(["profile", str(run), "--summary"]) == 0 and "MACs" in capsys.readouterr().out
+    # Retraining it needs no --space-file: the search run keeps its space.
+    code = main(["train", str(run), "--quiet", "--data", str(tmp / "tiny.npz"), "--train-epochs", "1",
+                 "--out", str(tmp / "trained-own-space")])
+    assert code == 0, capsys.readouterr().err
 
     code = main(["train", str(run), "--quiet", "--data", str(tmp / "tiny.npz"), "--space-file", str(tmp / "space.json"),
                  "--train-epochs", "1", "--out", str(tmp / "trained")])
     assert code == 0
     assert (tmp / "trained" / "model" / "model.onnx").is_file()
     assert json.loads((tmp / "trained" / "summary.json").read_text())["architecture"] == arch.to_string()
+
+    # A new run never writes into a finished one, and the folder is left as it was.
+    config_before = (tmp / "trained" / "config.json").read_text()
+    code = main(["train", str(run), "--quiet", "--data", str(tmp / "tiny.npz"), "--train-epochs", "2",
+                 "--out", str(tmp / "trained")])
+    assert code == 1 and "already holds a run" in capsys.readouterr().err
+    assert (tmp / "trained" / "config.json").read_text() == config_before
+    # Each command resumes only its own kind of run.
+    assert main(["search", "--quiet", "--resume", str(tmp / "trained")]) == 1
+    assert "is a 'train' run folder, not a 'hwnas search' one" in capsys.readouterr().err
 
 
 def test_bad_inputs_are_reported_not_raised(inputs, capsys):
@@ -83,6 +112,34 @@ def test_bad_inputs_are_reported_not_raised(inputs, capsys):
     assert "target_band needs an objective with a latency target" in capsys.readouterr().err
     assert main(["train", "--quiet", str(inputs / "nothing.json")]) == 1
     assert "neither an architecture JSON file nor a run folder" in capsys.readouterr().err
+    # Refused before any search runs, and no run folder is left behind.
+    runs = inputs / "runs"
+    assert main(["search", "--quiet", "--train-weight-decay", "-1", "--runs-dir", str(runs)]) == 1
+    assert "weight_decay must be >= 0" in capsys.readouterr().err
+    assert main(["search", "--quiet", "--target", "nosuch", "--runs-dir", str(runs)]) == 1
+    assert "nosuch" in capsys.readouterr().err
+    assert main(["search", "--quiet", "--limit", "4", "--runs-dir", str(runs)]) == 1
+    assert "a search needs at least 3 training examples" in capsys.readouterr().err
+    assert not runs.exists() or not os.listdir(runs)
+    # A folder given for a file: one line, no traceback.
+    assert main(["profile", "fbnet_c", "--json", str(inputs)]) == 1
+    assert "hwnas profile: error:" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["search", "--train-threads", "-1"])
+    assert "--train-threads: must be >= 0" in capsys.readouterr().err
+
+
+def test_an_interrupt_ends_with_one_line_that_says_how_to_continue(monkeypatch, capsys):
+    import hwnas.search.commands as commands
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "run_search", interrupted)
+    assert main(["search", "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert "hwnas search: interrupted; continue with hwnas search --resume RUN_DIR" in err
+    assert "Traceback" not in err
 
 
 def test_help_lists_the_subcommands_and_main_options(capsys):

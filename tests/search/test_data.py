@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from hwnas.data import iterate_batches, load_dataset, prepare_splits, read_idx, rest_split
+from hwnas.data import iterate_batches, load_dataset, num_batches, prepare_splits, read_idx, rest_split
 
 
 def test_digits_are_builtin_8x8_and_resized_deterministically():
@@ -112,3 +112,12 @@ def test_iterate_batches_covers_every_example_once():
     data = load_dataset("digits").subset(torch.arange(50))
     seen = torch.cat([y for _, y in iterate_batches(data, 16, torch.Generator().manual_seed(0))])
     assert sorted(seen.tolist()) == sorted(data.labels.tolist()) and len(seen) == 50
+
+
+@pytest.mark.parametrize("n, batch, sizes", [(50, 16, [16, 16, 16, 2]), (49, 16, [16, 16, 17]), (48, 16, [16, 16, 16]),
+                                             (1, 16, [1]), (17, 16, [17]), (5, 1, [1, 1, 1, 1, 1])])
+def test_a_left_over_single_example_joins_the_batch_before(n, batch, sizes):
+    # Hand-counted sizes: a trailing batch of one would break BatchNorm in training mode.
+    data = load_dataset("digits").subset(torch.arange(n))
+    got = [len(y) for _, y in iterate_batches(data, batch, torch.Generator().manual_seed(0))]
+    assert got == sizes and num_batches(n, batch) == len(sizes)

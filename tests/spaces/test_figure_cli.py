@@ -40,9 +40,15 @@ def test_cli_profile_zoo_and_arch_file(tmp_path, capsys):
     assert cli.main(["profile", "fbnet_a", "--resolution", "96", "--summary"]) == 0
 
 
-def test_cli_errors(capsys):
+def test_cli_errors(capsys, tmp_path):
     assert cli.main(["profile", "no_such_model"]) == 1
     assert "neither a zoo model" in capsys.readouterr().err
+    assert cli.main(["show", "fbnet_a", "--space-file", "space.json"]) == 1
+    assert "--space-file is for architecture files" in capsys.readouterr().err
+    assert cli.main(["show", str(tmp_path)]) == 1
+    assert "without architecture.json" in capsys.readouterr().err
+    assert cli.main(["show", "fbnet_a", "--figure", str(tmp_path)]) == 1
+    assert "hwnas show: error:" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["frobnicate"])
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import os
 from typing import Any
+
+from hwnas._argtypes import non_negative_int, positive_float, positive_int
 
 __all__ = ["add_subparser", "main"]
 
@@ -39,13 +42,21 @@ def _timing(args: argparse.Namespace, base: Any, clock: str = "steady") -> Any:
                    warmup_iters=min(base.warmup_iters, max(2, int(args.budget * 1000))))
 
 
-def _cmd_build(args: argparse.Namespace) -> int:
-    import os
+def _refuse_folder(path: str | None, option: str) -> None:
+    """A file option given a folder is refused before anything is measured."""
+    if path and os.path.isdir(path):
+        raise ValueError(f"{option} {path} is a folder; give a file path")
 
+
+def _cmd_build(args: argparse.Namespace) -> int:
     from .build import DEFAULT_TABLE_TIMING, build_table
     from .fingerprint import machine_line
     from .table import LatencyTable
 
+    _refuse_folder(args.out, "--out")
+    if args.clock == "thread_cpu" and args.threads != 1:
+        raise ValueError(f"--clock thread_cpu times the calling thread only: it needs --threads 1 "
+                         f"(got {args.threads}); use --clock steady for more threads")
     space = _space(args)
     target = _target(args)
     config = _timing(args, DEFAULT_TABLE_TIMING)
@@ -76,6 +87,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from .validation import DEFAULT_MODEL_TIMING, validate_table
     from hwnas.spaces import get_space
 
+    _refuse_folder(args.table, "--table")
+    _refuse_folder(args.plot, "--plot")
+    _refuse_folder(args.report, "--report")
     table = LatencyTable.load(args.table)
     kwargs: dict[str, Any] = {"resolution": table.resolution}
     if table.width != 1.0:
@@ -117,8 +131,8 @@ def _cmd_overhead(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser, model: bool) -> None:
-    p.add_argument("--rel-ci", type=float, default=0.01, help="target relative CI width of each median (default 0.01)")
-    p.add_argument("--budget", type=float, default=3.0 if model else 1.5, help="seconds per measurement at most")
+    p.add_argument("--rel-ci", type=positive_float, default=0.01, help="target relative CI width of each median (default 0.01)")
+    p.add_argument("--budget", type=positive_float, default=3.0 if model else 1.5, help="seconds per measurement at most")
     p.add_argument("--allow-mixed", action="store_true", help="accept tables/targets with different fingerprints")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--clock", choices=("steady", "thread_cpu"), default=None,
@@ -136,8 +150,8 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
     build.add_argument("--resolution", type=int, required=True, help="input side length, e.g. 32 or 64")
     build.add_argument("--width", type=float, default=None, help="width multiplier of the space")
     build.add_argument("--target", default="eager", help="eager, torchscript or onnxruntime")
-    build.add_argument("--threads", type=int, default=1, help="intra-op threads of the measurements (default 1)")
-    build.add_argument("--batch", type=int, default=1, help="batch size of the measured inputs (default 1)")
+    build.add_argument("--threads", type=positive_int, default=1, help="intra-op threads of the measurements (default 1)")
+    build.add_argument("--batch", type=positive_int, default=1, help="batch size of the measured inputs (default 1)")
     build.add_argument("--out", required=True, help="table JSON path (continued if it exists)")
     build.add_argument("--restart", action="store_true", help="discard an existing table at --out")
     build.add_argument("--flush-mb", type=float, default=0.0,
@@ -152,8 +166,8 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="measure random whole models and compare with the table")
     validate.add_argument("--table", required=True, help="table JSON built by `hwnas latency build`")
-    validate.add_argument("--num-archs", type=int, default=30, help="random architectures measured end to end (default 30)")
-    validate.add_argument("--calibration", type=int, default=10, help="extra architectures to fit the correction on")
+    validate.add_argument("--num-archs", type=positive_int, default=30, help="random architectures measured end to end (default 30)")
+    validate.add_argument("--calibration", type=non_negative_int, default=10, help="extra architectures to fit the correction on")
     validate.add_argument("--seed", type=int, default=0, help="seed of the architecture sample (default 0)")
     validate.add_argument("--refine-strength", type=float, default=None,
                           help="also report the table refined on the calibration models (every entry fitted to "
@@ -180,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"hwnas latency: error: {exc}", file=sys.stderr)
         return 2
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
+
+from hwnas._argtypes import non_negative_int
 
 __all__ = ["configure_search", "run_search", "configure_train", "run_train"]
 
@@ -17,6 +20,21 @@ examples:
 The latency table of the space on the target is measured once and cached in
 $HWNAS_CACHE_DIR/latency (default ~/.cache/hwnas/latency). Latencies are in microseconds.
 """
+
+
+def _remember_defaults(parser: argparse.ArgumentParser) -> None:
+    """Keeps the parser's defaults in the parsed arguments, so that ``--resume`` can name
+    the options a user gave that the run's saved configuration overrides."""
+    parser.set_defaults(_defaults={a.dest: a.default for a in parser._actions if a.dest != "help"})
+
+
+def _warn_ignored_with_resume(args: argparse.Namespace, command: str, kept: tuple[str, ...]) -> None:
+    defaults = getattr(args, "_defaults", {})
+    ignored = [f"--{dest.replace('_', '-')}" for dest, default in defaults.items()
+               if dest not in kept and getattr(args, dest, default) != default]
+    if ignored:
+        print(f"hwnas {command}: --resume continues with the run's saved settings; ignored: {', '.join(ignored)}",
+              file=sys.stderr)
 
 
 def _add_data_args(parser: argparse.ArgumentParser, resolution: bool = True) -> None:
@@ -42,7 +60,7 @@ def _add_train_args(group: Any, default_epochs: int) -> None:
     group.add_argument("--train-batch-size", type=int, default=d.batch_size, help=f"batch size (default {d.batch_size})")
     group.add_argument("--train-weight-decay", type=float, default=d.weight_decay,
                        help=f"weight decay (default {d.weight_decay:g})")
-    group.add_argument("--train-threads", type=int, default=1,
+    group.add_argument("--train-threads", type=non_negative_int, default=1,
                        help="torch threads while training (default 1: fastest for these small models, and robust on a "
                             "shared machine; 0: torch's default)")
 
@@ -67,7 +85,7 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
     space.add_argument("--choices", help="comma-separated candidate blocks for every layer (default: the space's)")
     space.add_argument("--target", default="eager", help="latency target: eager, onnxruntime or torchscript (default eager)")
     space.add_argument("--threads", type=int, default=1, help="threads of the latency measurements (default 1)")
-    space.add_argument("--calibrate", type=int, default=12,
+    space.add_argument("--calibrate", type=non_negative_int, default=12,
                        help="whole models measured once per cached table (3 interleaved rounds of 1 s each) "
                             "to fit its correction "
                             "measured ~ a * (table_sum - overheads) + depth * blocks^2 (models spread in block sizes "
@@ -128,6 +146,7 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--baseline", action="store_true",
                        help="also train the cheapest MobileNetV2-style model (width x depth grid) whose measured latency "
                             "is at least the searched model's, with the same recipe")
+    _remember_defaults(parser)
 
 
 def _objective_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -151,6 +170,7 @@ def run_search(args: argparse.Namespace) -> int:
     if args.scale_rounds < 0:
         raise ValueError(f"--scale-rounds must be >= 0 (0: one drift-corrected measurement), got {args.scale_rounds}")
     if args.resume:
+        _warn_ignored_with_resume(args, "search", ("resume", "quiet"))
         summary = search_pipeline(PipelineConfig(), resume=args.resume, progress=not args.quiet)
     else:
         search = SearchConfig(
@@ -204,6 +224,7 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_data_args(parser, resolution=False)
     _add_train_args(parser.add_argument_group("recipe (SGD + cosine schedule)"), 8)
+    _remember_defaults(parser)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -212,6 +233,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     if not args.arch and not args.resume:
         raise ValueError("give an architecture JSON file or search run folder, or --resume RUN_DIR")
+    if args.resume:
+        _warn_ignored_with_resume(args, "train", ("resume", "quiet", "train_threads"))
     config = TrainConfig(epochs=args.train_epochs, batch_size=args.train_batch_size, lr=args.train_lr,
                          weight_decay=args.train_weight_decay, seed=args.seed)
     if args.train_threads:

@@ -57,7 +57,7 @@ from typing import Any, Iterator, Optional
 import torch
 import torch.nn.functional as F
 
-from hwnas.data import DataSplits, ImageDataset, iterate_batches
+from hwnas.data import DataSplits, ImageDataset, iterate_batches, num_batches
 from hwnas.runs import RunDir, atomic_write_json, capture_rng_state, read_json, restore_rng_state
 from hwnas.spaces import Architecture, SearchSpace
 
@@ -66,7 +66,8 @@ from .objectives import Objective, make_objective
 from .retrain import TRAIN_MEMORY_FORMAT, evaluate, seed_everything, to_train_layout
 from .supernet import Supernet
 
-__all__ = ["SearchConfig", "SearchResult", "FBNetSearch", "mobilenet_v2_style_choices", "HISTORY_FORMAT", "CANDIDATES_FORMAT"]
+__all__ = ["SearchConfig", "SearchResult", "FBNetSearch", "arch_split_size", "mobilenet_v2_style_choices", "HISTORY_FORMAT",
+           "CANDIDATES_FORMAT"]
 
 HISTORY_FORMAT = "hwnas.search_history"
 CANDIDATES_FORMAT = "hwnas.search_candidates"
@@ -216,6 +217,20 @@ def _frozen(params: list[torch.nn.Parameter]) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
+def arch_split_size(n_train: int, arch_fraction: float) -> int:
+    """Examples of the training split given to architecture steps (the rest train weights).
+
+    Raises:
+        ValueError: Fewer than 2 examples would be left for the weights (BatchNorm
+            cannot train on one), or none for the architecture.
+    """
+    n_arch = max(1, int(round(n_train * arch_fraction)))
+    if n_train - n_arch < 2:
+        raise ValueError(f"a search needs at least {n_arch + 2} training examples ({n_arch} for architecture steps, "
+                         f"2 for weights), the training split has {n_train}: use more data (raise --limit)")
+    return n_arch
+
+
 class FBNetSearch:
     """Runs an FBNet search in a run folder.
 
@@ -249,7 +264,7 @@ class FBNetSearch:
         self.supernet.to(memory_format=TRAIN_MEMORY_FORMAT)  # ~3x faster depthwise convolutions on the CPU
         # Deterministic 80/20 split of the training split from the seed.
         order = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(config.seed + 1))
-        n_arch = max(1, int(round(len(order) * config.arch_fraction)))
+        n_arch = arch_split_size(len(order), config.arch_fraction)
         self.arch_data: ImageDataset = splits.train.subset(order[:n_arch], f"{splits.train.name}/arch")
         self.weight_data: ImageDataset = splits.train.subset(order[n_arch:], f"{splits.train.name}/weights")
         self.weight_optimizer = torch.optim.SGD(list(self.supernet.weight_parameters()), lr=config.weight_lr,
@@ -336,7 +351,7 @@ class FBNetSearch:
         if self.progress:
             from tqdm.auto import tqdm
 
-            batches = tqdm(batches, total=math.ceil(len(dataset) / batch_size), desc=desc,
+            batches = tqdm(batches, total=num_batches(len(dataset), batch_size), desc=desc,
                            unit="batch", leave=False)
         return batches
 

@@ -20,6 +20,7 @@ export it -> (optionally) train a MobileNetV2-style baseline scaled to its laten
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -27,14 +28,16 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from hwnas._io import read_json
 from hwnas.data import DataSplits, load_dataset, prepare_splits
 from hwnas.runs import RunDir, atomic_write_json
 
 from ._config import DictConfig
-from .dnas import FBNetSearch, SearchConfig
+from .dnas import FBNetSearch, SearchConfig, arch_split_size
 from .retrain import TrainConfig, export_model, measure_model_latency, seed_everything, train_model
 
-__all__ = ["PipelineConfig", "search_pipeline", "train_pipeline", "load_splits", "make_space", "SUMMARY_FORMAT"]
+__all__ = ["PipelineConfig", "search_pipeline", "train_pipeline", "load_splits", "make_space", "architecture_space",
+           "SUMMARY_FORMAT"]
 
 SUMMARY_FORMAT = "hwnas.run_summary"
 
@@ -139,6 +142,72 @@ def search_table(config: PipelineConfig, space: Any, target: Any = None, progres
                         seed=config.data_seed, drift_correction=config.drift_correction)
 
 
+def _existing_run(path: str, command: str, keep_checkpoints: Optional[int] = 2) -> RunDir:
+    """The run folder ``path`` of an ``hwnas <command>`` run, to resume (clear errors otherwise)."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{path}: no such run folder")
+    run = RunDir(path, keep_checkpoints=keep_checkpoints)
+    stored = run.read_config()
+    if stored.get("command") != command:
+        raise ValueError(f"{path} is a '{stored.get('command')}' run folder, not a 'hwnas {command}' one; "
+                         f"resume it with hwnas {stored.get('command')} --resume {path}")
+    return run
+
+
+def _refuse_existing_run(out: Optional[str]) -> None:
+    """A new run never writes into a folder that already holds one (its config and checkpoints would be mixed)."""
+    if out and os.path.isfile(os.path.join(out, "config.json")):
+        raise ValueError(f"{os.path.abspath(out)} already holds a run; continue it with --resume "
+                         f"{os.path.abspath(out)} or choose another --out")
+
+
+def _absolute(path: Optional[str]) -> Optional[str]:
+    """``path`` made absolute when it names an existing file or folder (so that a run
+    resumed from another working directory finds it); names such as ``digits`` unchanged."""
+    if path is None or not os.path.exists(os.path.expanduser(path)):
+        return path
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _with_absolute_paths(config: PipelineConfig) -> PipelineConfig:
+    cache = os.path.abspath(os.path.expanduser(config.cache_dir)) if config.cache_dir else None
+    return dataclasses.replace(config, data=_absolute(config.data), space=_absolute(config.space), cache_dir=cache)
+
+
+def architecture_space(arch: Any, space_file: Optional[str] = None, run_folder: Optional[str] = None,
+                       in_channels: Optional[int] = None, num_classes: Optional[int] = None):
+    """The space ``arch`` was made in.
+
+    Args:
+        arch: The architecture.
+        space_file: A user space's JSON/YAML file, shaped as a search shapes it: the
+            architecture's resolution and width (and ``in_channels`` / ``num_classes``
+            when given).
+        run_folder: A search run folder: when the architecture's space is not a registered
+            one (a user space), the space saved in the run's ``config.json``.
+
+    Without a ``space_file``: the registered space the architecture names, else the run's.
+    """
+    from hwnas.spaces import SearchSpace, load_space, space_for_architecture
+
+    if space_file:
+        if not os.path.isfile(space_file):
+            raise FileNotFoundError(f"{space_file}: no such search-space file")
+        data = load_space(space_file).to_dict()
+        data.update(resolution=arch.resolution, width=arch.width)
+        data.update({k: v for k, v in (("in_channels", in_channels), ("num_classes", num_classes)) if v is not None})
+        return SearchSpace.from_dict(data, source=space_file)
+    try:
+        return space_for_architecture(arch)
+    except ValueError:
+        # Not a registered space (or not with these options): a search run keeps its own.
+        config_file = os.path.join(run_folder, "config.json") if run_folder else ""
+        stored = RunDir(run_folder).read_config() if os.path.isfile(config_file) else {}
+        if "space" not in stored:
+            raise
+        return SearchSpace.from_dict(stored["space"], source=config_file)
+
+
 def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir: str = "runs",
                     resume: Optional[str] = None, progress: bool = True, log: Callable[[str], None] = _log_default,
                     keep_checkpoints: Optional[int] = 2) -> dict[str, Any]:
@@ -161,19 +230,28 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
 
     started = time.perf_counter()
     if resume is not None:
-        run = RunDir(resume, keep_checkpoints=keep_checkpoints)
+        run = _existing_run(resume, "search", keep_checkpoints)
         config = PipelineConfig.from_dict(run.read_config()["pipeline"])
+        if os.path.isfile(run.file("summary.json")):
+            # Finished: its results stand (measuring again would only rewrite them with new noise).
+            log(f"run {run.path} has finished; its summary is unchanged")
+            return read_json(run.file("summary.json"), SUMMARY_FORMAT)
         log(f"resuming run {run.path}")
     else:
-        run = RunDir(out, keep_checkpoints) if out else RunDir.create(runs_dir, "search", keep_checkpoints=keep_checkpoints)
-        if os.path.exists(os.path.join(run.path, "config.json")):
-            raise ValueError(f"{run.path} already holds a run; continue it with --resume {run.path} or choose another --out")
+        _refuse_existing_run(out)
+        config = _with_absolute_paths(config)
     if config.train_threads:
         torch.set_num_threads(int(config.train_threads))
+    # Everything that can be refused is checked before a new run folder is made.
     search_config = SearchConfig.from_dict(config.search)
+    if config.retrain is not None:
+        TrainConfig.from_dict(config.retrain)
     splits = load_splits(config)
+    arch_split_size(len(splits.train), search_config.arch_fraction)
     space = make_space(config, splits.in_channels, splits.num_classes)
+    target = get_target(config.target, threads=config.threads)
     if resume is None:
+        run = RunDir(out, keep_checkpoints) if out else RunDir.create(runs_dir, "search", keep_checkpoints=keep_checkpoints)
         run.write_config({"command": "search", "pipeline": config.to_dict(), "data": splits.info,
                           "space": space.to_dict(), "hwnas_version": _version()})
     size = f"{splits.info['original_size'][0]}x{splits.info['original_size'][1]}"
@@ -183,7 +261,6 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
     log(f"run folder: {run.path}")
     log(f"space: {space!r}")
 
-    target = get_target(config.target, threads=config.threads)
     table_started = time.perf_counter()
     own_table = run.file("latency_table.json")
     if resume is not None and os.path.isfile(own_table):
@@ -301,35 +378,40 @@ def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: st
                    log: Callable[[str], None] = _log_default) -> dict[str, Any]:
     """``hwnas train``: trains an architecture (JSON file or search run folder) from scratch, measures, exports."""
     from hwnas.latency.targets import get_target
-    from hwnas.spaces import Architecture, load_space, space_for_architecture
+    from hwnas.spaces import Architecture
 
     if resume is not None:
-        run = RunDir(resume)
+        run = _existing_run(resume, "train")
         stored = run.read_config()
-        if stored.get("command") != "train":
-            raise ValueError(f"{resume} is not a 'hwnas train' run folder")
         options = stored["options"]
         arch_source, data, data_seed, limit = options["arch"], options["data"], options["data_seed"], options["limit"]
         target_name, threads, space_file = options["target"], options["threads"], options["space_file"]
         train_config = TrainConfig.from_dict(options["train"])
+        if os.path.isfile(run.file("summary.json")):
+            log(f"run {run.path} has finished; its summary is unchanged")
+            return read_json(run.file("summary.json"), SUMMARY_FORMAT)
     else:
-        run = RunDir(out) if out else RunDir.create(runs_dir, "train")
+        _refuse_existing_run(out)
+        data, space_file = _absolute(data), _absolute(space_file)
+    # Everything that can be refused is checked before a new run folder is made.
     path = os.path.join(arch_source, "architecture.json") if os.path.isdir(arch_source) else arch_source
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{arch_source}: neither an architecture JSON file nor a run folder with architecture.json")
     arch = Architecture.load(path)
     splits = prepare_splits(load_dataset(data), arch.resolution, seed=data_seed, limit=limit)
-    space = load_space(space_file) if space_file else space_for_architecture(arch)
+    space = architecture_space(arch, space_file, os.path.dirname(path), splits.in_channels, splits.num_classes)
     space.validate(arch)
     if (space.in_channels, space.num_classes) != (splits.in_channels, splits.num_classes):
         raise ValueError(f"architecture expects {space.in_channels} channels / {space.num_classes} classes, the data "
                          f"{data!r} has {splits.in_channels} / {splits.num_classes}")
+    target = get_target(target_name, threads=threads)
     if resume is None:
+        run = RunDir(out) if out else RunDir.create(runs_dir, "train")
         run.write_config({"command": "train", "options": {
             "arch": os.path.abspath(path), "data": data, "data_seed": data_seed, "limit": limit, "target": target_name,
             "threads": threads, "space_file": space_file, "train": train_config.to_dict()}, "data": splits.info,
             "hwnas_version": _version()})
-    target = get_target(target_name, threads=threads)
+    log(f"run folder: {run.path}")
     trained = train_architecture(space, arch, splits, train_config, run, target, stage="train",
                                  export_folder=os.path.join(run.path, "model"), progress=progress, log=log)
     summary = {"format": SUMMARY_FORMAT, "version": 1, "run": run.path, "architecture": arch.to_string(),

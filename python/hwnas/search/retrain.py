@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hwnas.data import DataSplits, ImageDataset, iterate_batches
+from hwnas.data import DataSplits, ImageDataset, iterate_batches, num_batches
 from hwnas.layers.depthwise import native_depthwise
 from hwnas.runs import RunDir, capture_rng_state, restore_rng_state
 
@@ -75,6 +75,12 @@ class TrainConfig(DictConfig):
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
 
 
@@ -192,7 +198,7 @@ def _train_epochs(model, splits, config, run, stage, resume, progress, log):
     for epoch in range(start, config.epochs):
         model.train()
         batches = iterate_batches(splits.train, config.batch_size, shuffler)
-        total = math.ceil(len(splits.train) / config.batch_size)
+        total = num_batches(len(splits.train), config.batch_size)
         if progress:
             from tqdm.auto import tqdm
 
