@@ -27,6 +27,13 @@ __all__ = [
 ]
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_file(path: str | os.PathLike, writer: Callable[[str], None], fsync: bool = True) -> None:
     """Calls ``writer(tmp_path)`` and moves the result to ``path`` atomically.
 
@@ -40,11 +47,15 @@ def atomic_write_file(path: str | os.PathLike, writer: Callable[[str], None], fs
             ``os.replace`` cannot expose an empty file.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a folder; give a file path")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=folder)
     os.close(fd)
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
         writer(tmp)
         if fsync:
             with open(tmp, "rb") as handle:

@@ -64,7 +64,7 @@ def _resolve_target(target: str, resolution: Optional[int], space_file: Optional
         space = models.space(target, **overrides)
         return space, space.make_arch(models.get_entry(target).blocks)
     if os.path.exists(target):
-        path, run_folder = target, None
+        path, run_folder = target, os.path.dirname(os.path.abspath(target))
         if os.path.isdir(target):
             path, run_folder = os.path.join(target, "architecture.json"), target
             if not os.path.isfile(path):
@@ -225,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``hwnas`` console script; returns the exit status."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args._argv = argv  # as typed: --resume names the options its saved settings override
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2
@@ -235,11 +237,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"hwnas {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        hint = {"search": "; continue with hwnas search --resume RUN_DIR (the run folder printed above)",
-                "train": "; continue with hwnas train --resume RUN_DIR (the run folder printed above)",
+        hint = {"search": "; if a run folder was printed above, continue with hwnas search --resume RUN_DIR",
+                "train": "; if a run folder was printed above, continue with hwnas train --resume RUN_DIR",
                 "latency": "; the same command continues from the entries already measured"}.get(args.command, "")
         print(f"\nhwnas {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Output piped into e.g. `head`, which stopped reading: not an error of hwnas.
+        # Point stdout at /dev/null so that the exit's final flush stays quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

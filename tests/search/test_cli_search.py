@@ -67,14 +67,16 @@ def test_search_then_train_from_the_command_line(inputs, capsys, monkeypatch):
     # Resuming a finished run redoes nothing: the same summary, not measured again; options
     # the saved config overrides are named.
     before = (run / "summary.json").read_text()
-    assert main(["search", "--quiet", "--resume", str(run), "--epochs", "5"]) == 0
+    assert main(["search", "--quiet", "--resume", str(run), "--epochs", "30", "--lambda=3"]) == 0
     captured = capsys.readouterr()
     assert f"architecture: {arch.to_string()}" in captured.out and "has finished" in captured.out
-    assert "ignored: --epochs" in captured.err
+    # Named as typed, also when the value typed is the default.
+    assert "ignored: --epochs, --lambda" in captured.err
     assert (run / "summary.json").read_text() == before
 
     # A run folder shows and profiles as its architecture (a user space: the run's own).
     assert main(["show", str(run)]) == 0 and f"compact: {arch.to_string()}" in capsys.readouterr().out
+    assert main(["show", str(run / "architecture.json")]) == 0 and arch.to_string() in capsys.readouterr().out
     assert main(["profile", str(run), "--summary"]) == 0 and "MACs" in capsys.readouterr().out
     # Retraining it needs no --space-file: the search run keeps its space.
     code = main(["train", str(run), "--quiet", "--data", str(tmp / "tiny.npz"), "--train-epochs", "1",
@@ -86,6 +88,19 @@ def test_search_then_train_from_the_command_line(inputs, capsys, monkeypatch):
     assert code == 0
     assert (tmp / "trained" / "model" / "model.onnx").is_file()
     assert json.loads((tmp / "trained" / "summary.json").read_text())["architecture"] == arch.to_string()
+
+    # A train run keeps its own copy of the architecture: it resumes after the file moved.
+    (tmp / "arch.json").write_text((run / "architecture.json").read_text())
+    assert main(["train", str(tmp / "arch.json"), "--quiet", "--data", str(tmp / "tiny.npz"), "--space-file",
+                 str(tmp / "space.json"), "--train-epochs", "1", "--out", str(tmp / "moved")]) == 0
+    (tmp / "arch.json").unlink()
+    (tmp / "moved" / "summary.json").unlink()  # as if stopped before its summary
+    capsys.readouterr()
+    assert main(["train", "--quiet", "--resume", str(tmp / "moved")]) == 0, capsys.readouterr().err
+    assert json.loads((tmp / "moved" / "summary.json").read_text())["architecture"] == arch.to_string()
+    # A new run goes into a new or empty folder only.
+    assert main(["train", str(run), "--quiet", "--data", str(tmp / "tiny.npz"), "--out", str(tmp / "cache")]) == 1
+    assert "is not empty; a new run needs a new or empty folder" in capsys.readouterr().err
 
     # A new run never writes into a finished one, and the folder is left as it was.
     config_before = (tmp / "trained" / "config.json").read_text()
@@ -119,7 +134,9 @@ def test_bad_inputs_are_reported_not_raised(inputs, capsys):
     assert main(["search", "--quiet", "--target", "nosuch", "--runs-dir", str(runs)]) == 1
     assert "nosuch" in capsys.readouterr().err
     assert main(["search", "--quiet", "--limit", "4", "--runs-dir", str(runs)]) == 1
-    assert "a search needs at least 3 training examples" in capsys.readouterr().err
+    assert "a search needs at least 4 training examples" in capsys.readouterr().err
+    assert main(["search", "--quiet", "--batch-size", "1", "--runs-dir", str(runs)]) == 1
+    assert "batch sizes must be at least 2" in capsys.readouterr().err
     assert not runs.exists() or not os.listdir(runs)
     # A folder given for a file: one line, no traceback.
     assert main(["profile", "fbnet_c", "--json", str(inputs)]) == 1
@@ -138,7 +155,7 @@ def test_an_interrupt_ends_with_one_line_that_says_how_to_continue(monkeypatch, 
     monkeypatch.setattr(commands, "run_search", interrupted)
     assert main(["search", "--quiet"]) == 130
     err = capsys.readouterr().err
-    assert "hwnas search: interrupted; continue with hwnas search --resume RUN_DIR" in err
+    assert "hwnas search: interrupted; if a run folder was printed above, continue with hwnas search --resume" in err
     assert "Traceback" not in err
 
 

@@ -56,3 +56,16 @@ def test_rng_state_round_trip():
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
     with pytest.raises(ValueError, match="no state for random generator 'other'"):
         restore_rng_state(state, {"other": gen})
+
+
+def test_written_files_get_the_mode_a_plain_open_would_and_folders_are_refused(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "a.json", {"format": "t", "version": 1})
+    finally:
+        os.umask(old)
+    # Temporary files are private (0600) until renamed; the result follows the umask.
+    assert (os.stat(tmp_path / "a.json").st_mode & 0o777) == 0o644
+    with pytest.raises(IsADirectoryError, match="is a folder; give a file path"):
+        atomic_write_json(tmp_path, {"format": "t", "version": 1})
+    assert sorted(os.listdir(tmp_path)) == ["a.json"]

@@ -142,9 +142,10 @@ def test_architecture_batch_size_sets_the_number_of_architecture_steps(space, ta
     assert len(steps) == math.ceil(len(search.arch_data) / 5)
 
 
-@pytest.mark.parametrize("kwargs", [{"arch_batch_size": 0}, {"batch_size": 0}])
+@pytest.mark.parametrize("kwargs", [{"arch_batch_size": 0}, {"batch_size": 0}, {"arch_batch_size": 1}])
 def test_bad_batch_sizes_are_refused(kwargs):
-    with pytest.raises(ValueError, match="batch sizes must be positive"):
+    # A batch of one cannot train BatchNorm.
+    with pytest.raises(ValueError, match="batch sizes must be at least 2"):
         SearchConfig(**kwargs)
 
 

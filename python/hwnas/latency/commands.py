@@ -17,11 +17,16 @@ __all__ = ["add_subparser", "main"]
 
 
 def _space(args: argparse.Namespace) -> Any:
-    from hwnas.spaces import get_space
+    from hwnas.spaces import SearchSpace, get_space, load_space
 
     kwargs: dict[str, Any] = {"resolution": args.resolution}
     if args.width is not None:
         kwargs["width"] = args.width
+    if os.path.isfile(args.space):
+        # A user-defined space, at the resolution (and width) asked for, as a search shapes it.
+        data = load_space(args.space).to_dict()
+        data.update(kwargs)
+        return SearchSpace.from_dict(data, source=args.space)
     return get_space(args.space, **kwargs)
 
 
@@ -146,7 +151,7 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
     sub = latency.add_subparsers(dest="latency_command", required=True)
 
     build = sub.add_parser("build", help="measure a latency table (resumable)")
-    build.add_argument("--space", required=True, help="search space name, e.g. fbnet, fbnet_small")
+    build.add_argument("--space", required=True, help="search space name (e.g. fbnet, fbnet_small) or a space JSON file")
     build.add_argument("--resolution", type=int, required=True, help="input side length, e.g. 32 or 64")
     build.add_argument("--width", type=float, default=None, help="width multiplier of the space")
     build.add_argument("--target", default="eager", help="eager, torchscript or onnxruntime")

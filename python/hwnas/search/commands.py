@@ -22,16 +22,13 @@ $HWNAS_CACHE_DIR/latency (default ~/.cache/hwnas/latency). Latencies are in micr
 """
 
 
-def _remember_defaults(parser: argparse.ArgumentParser) -> None:
-    """Keeps the parser's defaults in the parsed arguments, so that ``--resume`` can name
-    the options a user gave that the run's saved configuration overrides."""
-    parser.set_defaults(_defaults={a.dest: a.default for a in parser._actions if a.dest != "help"})
-
-
-def _warn_ignored_with_resume(args: argparse.Namespace, command: str, kept: tuple[str, ...]) -> None:
-    defaults = getattr(args, "_defaults", {})
-    ignored = [f"--{dest.replace('_', '-')}" for dest, default in defaults.items()
-               if dest not in kept and getattr(args, dest, default) != default]
+def _warn_ignored_with_resume(args: argparse.Namespace, command: str, kept: tuple[str, ...],
+                              positional: tuple[str, ...] = ()) -> None:
+    """Names what a user typed besides ``--resume`` that the run's saved settings override
+    (``args._argv``: the command line as typed, kept by :func:`hwnas.cli.main`)."""
+    typed = [word.split("=", 1)[0] for word in getattr(args, "_argv", []) if word.startswith("--")]
+    ignored = [option for option in dict.fromkeys(typed) if option not in kept]
+    ignored += [name.upper() for name in positional if getattr(args, name, None)]
     if ignored:
         print(f"hwnas {command}: --resume continues with the run's saved settings; ignored: {', '.join(ignored)}",
               file=sys.stderr)
@@ -146,7 +143,6 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--baseline", action="store_true",
                        help="also train the cheapest MobileNetV2-style model (width x depth grid) whose measured latency "
                             "is at least the searched model's, with the same recipe")
-    _remember_defaults(parser)
 
 
 def _objective_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -170,7 +166,7 @@ def run_search(args: argparse.Namespace) -> int:
     if args.scale_rounds < 0:
         raise ValueError(f"--scale-rounds must be >= 0 (0: one drift-corrected measurement), got {args.scale_rounds}")
     if args.resume:
-        _warn_ignored_with_resume(args, "search", ("resume", "quiet"))
+        _warn_ignored_with_resume(args, "search", ("--resume", "--quiet"))
         summary = search_pipeline(PipelineConfig(), resume=args.resume, progress=not args.quiet)
     else:
         search = SearchConfig(
@@ -224,7 +220,6 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_data_args(parser, resolution=False)
     _add_train_args(parser.add_argument_group("recipe (SGD + cosine schedule)"), 8)
-    _remember_defaults(parser)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -234,7 +229,7 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.arch and not args.resume:
         raise ValueError("give an architecture JSON file or search run folder, or --resume RUN_DIR")
     if args.resume:
-        _warn_ignored_with_resume(args, "train", ("resume", "quiet", "train_threads"))
+        _warn_ignored_with_resume(args, "train", ("--resume", "--quiet", "--train-threads"), ("arch",))
     config = TrainConfig(epochs=args.train_epochs, batch_size=args.train_batch_size, lr=args.train_lr,
                          weight_decay=args.train_weight_decay, seed=args.seed)
     if args.train_threads:

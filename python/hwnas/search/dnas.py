@@ -152,9 +152,11 @@ class SearchConfig(DictConfig):
             raise ValueError(f"weight_mode must be gumbel, gumbel_hard or single_path, got {self.weight_mode!r}")
         if self.arch_mode not in ("gumbel", "gumbel_hard", "softmax"):
             raise ValueError(f"arch_mode must be gumbel, gumbel_hard or softmax, got {self.arch_mode!r}")
-        if self.batch_size < 1 or self.arch_batch_size < 1:
-            raise ValueError(f"batch sizes must be positive, got batch_size={self.batch_size}, "
-                             f"arch_batch_size={self.arch_batch_size}")
+        if self.batch_size < 2 or self.arch_batch_size < 2:
+            raise ValueError(f"batch sizes must be at least 2 (BatchNorm cannot train on one example), got "
+                             f"batch_size={self.batch_size}, arch_batch_size={self.arch_batch_size}")
+        if not (self.weight_lr > 0 and self.arch_lr > 0):
+            raise ValueError(f"learning rates must be positive, got weight_lr={self.weight_lr}, arch_lr={self.arch_lr}")
         if self.num_samples < 0:
             raise ValueError(f"num_samples must be non-negative, got {self.num_samples}")
         if self.bn_batches < 0:
@@ -221,10 +223,10 @@ def arch_split_size(n_train: int, arch_fraction: float) -> int:
     """Examples of the training split given to architecture steps (the rest train weights).
 
     Raises:
-        ValueError: Fewer than 2 examples would be left for the weights (BatchNorm
-            cannot train on one), or none for the architecture.
+        ValueError: Fewer than 2 examples would be left for the weights or for the
+            architecture (BatchNorm cannot train on one).
     """
-    n_arch = max(1, int(round(n_train * arch_fraction)))
+    n_arch = max(2, int(round(n_train * arch_fraction)))
     if n_train - n_arch < 2:
         raise ValueError(f"a search needs at least {n_arch + 2} training examples ({n_arch} for architecture steps, "
                          f"2 for weights), the training split has {n_train}: use more data (raise --limit)")

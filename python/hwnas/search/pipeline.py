@@ -155,10 +155,17 @@ def _existing_run(path: str, command: str, keep_checkpoints: Optional[int] = 2) 
 
 
 def _refuse_existing_run(out: Optional[str]) -> None:
-    """A new run never writes into a folder that already holds one (its config and checkpoints would be mixed)."""
-    if out and os.path.isfile(os.path.join(out, "config.json")):
-        raise ValueError(f"{os.path.abspath(out)} already holds a run; continue it with --resume "
-                         f"{os.path.abspath(out)} or choose another --out")
+    """A new run goes into a new or empty folder: never into one that holds a run (its
+    config and checkpoints would be mixed) or other files (they could be overwritten)."""
+    if not out or not os.path.exists(out):
+        return
+    path = os.path.abspath(out)
+    if os.path.isfile(os.path.join(out, "config.json")):
+        raise ValueError(f"{path} already holds a run; continue it with --resume {path} or choose another --out")
+    if not os.path.isdir(out):
+        raise ValueError(f"--out {path} is a file; give a new or empty folder")
+    if os.listdir(out):
+        raise ValueError(f"--out {path} is not empty; a new run needs a new or empty folder")
 
 
 def _absolute(path: Optional[str]) -> Optional[str]:
@@ -387,6 +394,9 @@ def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: st
         arch_source, data, data_seed, limit = options["arch"], options["data"], options["data_seed"], options["limit"]
         target_name, threads, space_file = options["target"], options["threads"], options["space_file"]
         train_config = TrainConfig.from_dict(options["train"])
+        # The run's own copy: the architecture file it started from may have moved since.
+        if os.path.isfile(run.file("architecture.json")):
+            arch_source = run.file("architecture.json")
         if os.path.isfile(run.file("summary.json")):
             log(f"run {run.path} has finished; its summary is unchanged")
             return read_json(run.file("summary.json"), SUMMARY_FORMAT)
@@ -410,7 +420,8 @@ def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: st
         run.write_config({"command": "train", "options": {
             "arch": os.path.abspath(path), "data": data, "data_seed": data_seed, "limit": limit, "target": target_name,
             "threads": threads, "space_file": space_file, "train": train_config.to_dict()}, "data": splits.info,
-            "hwnas_version": _version()})
+            "space": space.to_dict(), "hwnas_version": _version()})
+        arch.save(run.file("architecture.json"))
     log(f"run folder: {run.path}")
     trained = train_architecture(space, arch, splits, train_config, run, target, stage="train",
                                  export_folder=os.path.join(run.path, "model"), progress=progress, log=log)

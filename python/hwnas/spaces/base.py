@@ -594,7 +594,7 @@ def list_spaces() -> list[str]:
 def get_space(name: str, **kwargs: Any) -> SearchSpace:
     """Builds the registered space ``name`` with keyword options (e.g. ``resolution``, ``width``)."""
     if name not in _SPACE_FACTORIES:
-        raise ValueError(f"unknown search space {name!r}; known: {list_spaces()} (or use load_space(path))")
+        raise ValueError(f"unknown search space {name!r}; known: {list_spaces()} (a user-defined space: give its JSON file; in Python, load_space(path))")
     return _SPACE_FACTORIES[name](**kwargs)
 
 
