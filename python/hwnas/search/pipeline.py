@@ -190,8 +190,8 @@ def architecture_space(arch: Any, space_file: Optional[str] = None, run_folder: 
         space_file: A user space's JSON/YAML file, shaped as a search shapes it: the
             architecture's resolution and width (and ``in_channels`` / ``num_classes``
             when given).
-        run_folder: A search run folder: when the architecture's space is not a registered
-            one (a user space), the space saved in the run's ``config.json``.
+        run_folder: A search or train run folder: when the architecture's space is not a
+            registered one (a user space), the space saved in the run's ``config.json``.
 
     Without a ``space_file``: the registered space the architecture names, else the run's.
     """
@@ -207,7 +207,7 @@ def architecture_space(arch: Any, space_file: Optional[str] = None, run_folder: 
     try:
         return space_for_architecture(arch)
     except ValueError:
-        # Not a registered space (or not with these options): a search run keeps its own.
+        # Not a registered space (or not with these options): a run keeps its own.
         config_file = os.path.join(run_folder, "config.json") if run_folder else ""
         stored = RunDir(run_folder).read_config() if os.path.isfile(config_file) else {}
         if "space" not in stored:
@@ -224,7 +224,8 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
         config: The run's configuration (ignored when resuming: the run's own is used).
         out: Run folder to create/use (default: a new ``runs_dir/search-<timestamp>``).
         runs_dir: Parent of new run folders.
-        resume: An existing run folder to continue.
+        resume: An existing run folder to continue (a finished one: its stored summary is
+            returned and nothing is measured again).
         progress: Progress bars.
         log: Receives progress lines.
         keep_checkpoints: Epoch checkpoints kept per stage (``None``: all).
