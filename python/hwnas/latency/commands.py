@@ -16,18 +16,19 @@ from hwnas._argtypes import non_negative_int, positive_float, positive_int
 __all__ = ["add_subparser", "main"]
 
 
-def _space(args: argparse.Namespace) -> Any:
+def _space(name_or_file: str, resolution: int, width: float | None) -> Any:
+    """A registered space by name, or a user-defined space's JSON file, at ``resolution``
+    (and ``width``), shaped as a search shapes it."""
     from hwnas.spaces import SearchSpace, get_space, load_space
 
-    kwargs: dict[str, Any] = {"resolution": args.resolution}
-    if args.width is not None:
-        kwargs["width"] = args.width
-    if os.path.isfile(args.space):
-        # A user-defined space, at the resolution (and width) asked for, as a search shapes it.
-        data = load_space(args.space).to_dict()
+    kwargs: dict[str, Any] = {"resolution": resolution}
+    if width is not None:
+        kwargs["width"] = width
+    if os.path.isfile(name_or_file):
+        data = load_space(name_or_file).to_dict()
         data.update(kwargs)
-        return SearchSpace.from_dict(data, source=args.space)
-    return get_space(args.space, **kwargs)
+        return SearchSpace.from_dict(data, source=name_or_file)
+    return get_space(name_or_file, **kwargs)
 
 
 def _target(args: argparse.Namespace) -> Any:
@@ -62,7 +63,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if args.clock == "thread_cpu" and args.threads != 1:
         raise ValueError(f"--clock thread_cpu times the calling thread only: it needs --threads 1 "
                          f"(got {args.threads}); use --clock steady for more threads")
-    space = _space(args)
+    space = _space(args.space, args.resolution, args.width)
     target = _target(args)
     config = _timing(args, DEFAULT_TABLE_TIMING)
     notes = None
@@ -90,16 +91,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from .table import LatencyTable
     from .targets import target_from_fingerprint
     from .validation import DEFAULT_MODEL_TIMING, validate_table
-    from hwnas.spaces import get_space
 
     _refuse_folder(args.table, "--table")
     _refuse_folder(args.plot, "--plot")
     _refuse_folder(args.report, "--report")
     table = LatencyTable.load(args.table)
-    kwargs: dict[str, Any] = {"resolution": table.resolution}
-    if table.width != 1.0:
-        kwargs["width"] = table.width
-    space = get_space(table.space, **kwargs)
+    space = _space(args.space_file or table.space, table.resolution, table.width if table.width != 1.0 else None)
+    if space.name != table.space:
+        raise ValueError(f"--space-file {args.space_file} defines space {space.name!r}, the table is of {table.space!r}")
     target = target_from_fingerprint(table.fingerprint)
     stored = table.notes.get("drift_correction")
     if stored and not args.no_drift_correction:
@@ -171,6 +170,9 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="measure random whole models and compare with the table")
     validate.add_argument("--table", required=True, help="table JSON built by `hwnas latency build`")
+    validate.add_argument("--space-file", default=None,
+                          help="the space JSON file of a table built for a user-defined space (a registered "
+                               "space is found by the name the table stores)")
     validate.add_argument("--num-archs", type=positive_int, default=30, help="random architectures measured end to end (default 30)")
     validate.add_argument("--calibration", type=non_negative_int, default=10, help="extra architectures to fit the correction on")
     validate.add_argument("--seed", type=int, default=0, help="seed of the architecture sample (default 0)")
