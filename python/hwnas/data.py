@@ -320,11 +320,6 @@ def _resize(images: Tensor, resolution: int) -> Tensor:
     return F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False)
 
 
-def _check_resolution(resolution: int) -> None:
-    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 4:
-        raise ValueError(f"resolution must be an integer of at least 4, got {resolution!r}")
-
-
 def _split_order(n: int, seed: int) -> Tensor:
     """The seeded permutation of ``n`` examples that the splits are cut from."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
@@ -352,7 +347,8 @@ def prepare_splits(
     """
     if not 0 < val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise ValueError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in (0, 1) and sum below 1")
-    _check_resolution(resolution)
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 4:
+        raise ValueError(f"resolution must be an integer of at least 4, got {resolution!r}")
     order = _split_order(len(dataset), seed)
     if limit is not None:
         if limit < 3:
@@ -417,16 +413,15 @@ def rest_split(dataset: ImageDataset, splits: DataSplits, limit: int) -> Optiona
     order = _split_order(len(dataset), info["seed"])[limit:]
     if len(order) == 0:
         return None
-    resolution = info["resolution"]
-    _check_resolution(resolution)
     mean, std = torch.tensor(splits.mean), torch.tensor(splits.std)
-    images = (_resize(dataset.images[order], resolution) - mean[None, :, None, None]) / std[None, :, None, None]
+    images = (_resize(dataset.images[order], info["resolution"]) - mean[None, :, None, None]) / std[None, :, None, None]
     return ImageDataset(images.contiguous(), dataset.labels[order], dataset.num_classes, f"{dataset.name}/rest",
                         dataset.class_names)
 
 
 def num_batches(n: int, batch_size: int) -> int:
-    """How many batches :func:`iterate_batches` yields for ``n`` examples."""
+    """How many batches :func:`iterate_batches` yields for ``n`` examples: a last batch of
+    one example joins the one before (BatchNorm cannot train on a batch of one)."""
     count = -(-n // batch_size)
     return count - 1 if batch_size > 1 and count > 1 and n % batch_size == 1 else count
 
@@ -445,10 +440,8 @@ def iterate_batches(
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     n = len(dataset)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    starts = list(range(0, n, batch_size))
-    if batch_size > 1 and len(starts) > 1 and n - starts[-1] == 1:
-        # A last batch of one example joins the one before: BatchNorm cannot train on a batch of one.
-        starts.pop()
-    for k, start in enumerate(starts):
-        index = order[start:starts[k + 1] if k + 1 < len(starts) else n]
+    count = num_batches(n, batch_size)
+    for k in range(count):
+        # The last batch runs to the end: it takes a single left-over example (see num_batches).
+        index = order[k * batch_size:n if k == count - 1 else (k + 1) * batch_size]
         yield dataset.images[index], dataset.labels[index]

@@ -1,5 +1,6 @@
 """Fixtures of the search tests (helpers live in _search_fixtures.py so test modules can import them)."""
 
+import importlib.util
 import os
 import sys
 
@@ -10,6 +11,18 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _search_fixtures import synthetic_table, tiny_dataset, tiny_space  # noqa: E402
 
 from hwnas.data import prepare_splits  # noqa: E402
+
+
+EXPERIMENT_SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "exp_fbnet_search.py")
+
+
+@pytest.fixture(scope="session")
+def experiment():
+    """The acceptance experiment ``benchmarks/exp_fbnet_search.py``, loaded as a module."""
+    spec = importlib.util.spec_from_file_location("exp_fbnet_search", EXPERIMENT_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

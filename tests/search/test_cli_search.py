@@ -172,3 +172,15 @@ def test_help_lists_the_subcommands_and_main_options(capsys):
     for option in ("--resume", "--data", "--target", "--objective", "--target-us", "--baseline", "~/.cache/hwnas",
                    "--train-threads", "soft mixture"):
         assert option in text
+
+
+def test_a_space_file_is_shaped_for_the_run_and_choices_replace_every_layers(inputs):
+    from hwnas.search.pipeline import PipelineConfig, make_space
+
+    config = PipelineConfig(space=str(inputs / "space.json"), resolution=12, width=0.5, choices=["k3_e1", "skip"])
+    space = make_space(config, in_channels=3, num_classes=7)
+    assert (space.resolution, space.width, space.in_channels, space.num_classes) == (12, 0.5, 3, 7)
+    assert [layer.choices for layer in space.layers] == [["k3_e1", "skip"]] * 2
+    # Without --choices the file's own candidates stay.
+    plain = make_space(PipelineConfig(space=str(inputs / "space.json")), in_channels=1, num_classes=3)
+    assert [layer.choices for layer in plain.layers] == [["k3_e1", "k3_e3", "skip"]] * 2

@@ -1,20 +1,7 @@
-"""Options of the acceptance experiment ``benchmarks/exp_fbnet_search.py`` (parsing only: no search runs)."""
-
-import importlib.util
-import os
+"""Options of the acceptance experiment ``benchmarks/exp_fbnet_search.py`` (parsing only: no search runs;
+the ``experiment`` fixture, the script as a module, is in conftest.py)."""
 
 import pytest
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPT = os.path.join(HERE, "..", "..", "benchmarks", "exp_fbnet_search.py")
-
-
-@pytest.fixture(scope="module")
-def experiment():
-    spec = importlib.util.spec_from_file_location("exp_fbnet_search", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_weights_default_follows_the_objective(experiment):

@@ -1,7 +1,6 @@
 """The acceptance experiment's second test set: every training scored on the images ``--limit`` left out."""
 
 import argparse
-import importlib.util
 import os
 
 import pytest
@@ -12,18 +11,6 @@ from hwnas.runs import RunDir
 from hwnas.search.baselines import mobilenet_v2_style
 from hwnas.search.pipeline import train_architecture
 from hwnas.search.retrain import TrainConfig, evaluate
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPT = os.path.join(HERE, "..", "..", "benchmarks", "exp_fbnet_search.py")
-
-
-@pytest.fixture(scope="module")
-def experiment():
-    spec = importlib.util.spec_from_file_location("exp_fbnet_search_rest", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_rest_accuracies_score_each_rows_trainings_on_the_left_out_images(experiment, tmp_path):
     data = tiny_dataset(n=90)

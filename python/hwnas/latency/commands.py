@@ -19,16 +19,12 @@ __all__ = ["add_subparser", "main"]
 def _space(name_or_file: str, resolution: int, width: float | None) -> Any:
     """A registered space by name, or a user-defined space's JSON file, at ``resolution``
     (and ``width``), shaped as a search shapes it."""
-    from hwnas.spaces import SearchSpace, get_space, load_space
+    from hwnas.spaces import get_space, load_space
 
     kwargs: dict[str, Any] = {"resolution": resolution}
     if width is not None:
         kwargs["width"] = width
-    if os.path.isfile(name_or_file):
-        data = load_space(name_or_file).to_dict()
-        data.update(kwargs)
-        return SearchSpace.from_dict(data, source=name_or_file)
-    return get_space(name_or_file, **kwargs)
+    return (load_space if os.path.isfile(name_or_file) else get_space)(name_or_file, **kwargs)
 
 
 def _target(args: argparse.Namespace) -> Any:

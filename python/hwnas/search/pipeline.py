@@ -107,16 +107,17 @@ def load_splits(config: PipelineConfig) -> DataSplits:
 
 def make_space(config: PipelineConfig, in_channels: int, num_classes: int):
     """The search space of a run, shaped for the data."""
-    from hwnas.spaces import SearchSpace, get_space, load_space
+    from hwnas.spaces import get_space, load_space
 
     if os.path.exists(config.space):
-        data = load_space(config.space).to_dict()
-        data.update(resolution=config.resolution, in_channels=in_channels, num_classes=num_classes, width=config.width)
+        shape: dict[str, Any] = dict(resolution=config.resolution, in_channels=in_channels, num_classes=num_classes,
+                                     width=config.width)
         if config.choices:
-            for stage in data["stages"]:
-                stage.pop("layer_choices", None)
-                stage["choices"] = list(config.choices)
-        return SearchSpace.from_dict(data, source=config.space)
+            # Every layer of every stage offers the given blocks (per-layer choices dropped).
+            stages = load_space(config.space).to_dict()["stages"]
+            shape["stages"] = [{**{k: v for k, v in stage.items() if k != "layer_choices"},
+                                "choices": list(config.choices)} for stage in stages]
+        return load_space(config.space, **shape)
     kwargs: dict[str, Any] = dict(resolution=config.resolution, in_channels=in_channels, num_classes=num_classes,
                                   width=config.width)
     if config.choices:
@@ -200,10 +201,8 @@ def architecture_space(arch: Any, space_file: Optional[str] = None, run_folder: 
     if space_file:
         if not os.path.isfile(space_file):
             raise FileNotFoundError(f"{space_file}: no such search-space file")
-        data = load_space(space_file).to_dict()
-        data.update(resolution=arch.resolution, width=arch.width)
-        data.update({k: v for k, v in (("in_channels", in_channels), ("num_classes", num_classes)) if v is not None})
-        return SearchSpace.from_dict(data, source=space_file)
+        shape = {k: v for k, v in (("in_channels", in_channels), ("num_classes", num_classes)) if v is not None}
+        return load_space(space_file, resolution=arch.resolution, width=arch.width, **shape)
     try:
         return space_for_architecture(arch)
     except ValueError:

@@ -604,8 +604,14 @@ def space_for_architecture(arch: Architecture) -> SearchSpace:
     return get_space(arch.space, resolution=options.pop("resolution", arch.resolution), width=arch.width, **options)
 
 
-def load_space(path: str | os.PathLike) -> SearchSpace:
+def load_space(path: str | os.PathLike, **overrides: Any) -> SearchSpace:
     """Loads a user-defined space from a ``.json`` or ``.yaml``/``.yml`` file.
+
+    Args:
+        path: The file.
+        **overrides: Top-level keys of the document replaced before the space is built
+            (e.g. ``resolution=8, width=0.5, in_channels=1``): the file's space shaped for
+            a run's data, as searches, retraining and latency tables use it.
 
     Raises:
         ValueError: Bad document, unknown format version, or YAML without PyYAML.
@@ -626,4 +632,8 @@ def load_space(path: str | os.PathLike) -> SearchSpace:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    if overrides:
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a search space document must be a mapping")
+        data = {**data, **overrides}
     return SearchSpace.from_dict(data, source=path)
