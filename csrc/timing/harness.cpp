@@ -8,6 +8,7 @@
 #include <limits>
 #include <numeric>
 #include <stdexcept>
+#include <thread>
 #include <time.h>
 
 namespace hwnas {
@@ -101,6 +102,12 @@ void check_config(const TimingConfig& c) {
   if (!(c.confidence > 0 && c.confidence < 1)) fail("confidence must be in (0, 1), got " + std::to_string(c.confidence));
   if (!(c.budget_s > 0)) fail("budget_s must be > 0, got " + std::to_string(c.budget_s));
   if (c.num_threads < 0) fail("num_threads must be >= 0, got " + std::to_string(c.num_threads));
+  // More threads than cores only time oversubscription, and a huge count makes the pool's
+  // thread creation fail inside at::set_num_threads (a crash, not an exception).
+  const auto cores = static_cast<int64_t>(std::thread::hardware_concurrency());
+  if (cores > 0 && c.num_threads > cores)
+    fail("num_threads (" + std::to_string(c.num_threads) + ") exceeds the " + std::to_string(cores) +
+         " hardware threads of this machine");
   if (c.flush_bytes < 0) fail("flush_bytes must be >= 0, got " + std::to_string(c.flush_bytes));
   if (c.clock != "steady" && c.clock != "thread_cpu")
     fail("clock must be 'steady' or 'thread_cpu', got '" + c.clock + "'");

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 
-__all__ = ["non_negative_int", "positive_int", "positive_float"]
+__all__ = ["non_negative_int", "positive_int", "positive_float", "available_cpus", "check_thread_count",
+           "thread_count", "thread_count_or_default"]
 
 
 def non_negative_int(text: str) -> int:
@@ -28,3 +30,39 @@ def positive_float(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - platforms without affinity masks
+        return os.cpu_count() or 1
+
+
+def check_thread_count(threads: int, what: str = "threads") -> int:
+    """``threads`` if it is between 1 and the cores available, else ``ValueError``.
+
+    More threads than cores only measure (or train) oversubscribed, and a huge count makes
+    torch's thread pool fail outright (a segmentation fault in ``torch.set_num_threads``).
+    """
+    cores = available_cpus()
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= cores:
+        raise ValueError(f"{what} must be between 1 and the {cores} CPU cores available here, got {threads!r}")
+    return threads
+
+
+def thread_count(text: str) -> int:
+    """A thread count: 1 .. the cores available."""
+    value = int(text)
+    cores = available_cpus()
+    if not 1 <= value <= cores:
+        raise argparse.ArgumentTypeError(f"must be between 1 and the {cores} CPU cores available here, got {value}")
+    return value
+
+
+def thread_count_or_default(text: str) -> int:
+    """A thread count, or 0 for torch's default."""
+    if text.strip() == "0":
+        return 0
+    return thread_count(text)

@@ -1,4 +1,5 @@
 import math
+import os
 import random
 
 import numpy as np
@@ -8,6 +9,7 @@ from scipy.stats import binom
 
 from hwnas.latency import harness
 from hwnas.latency.harness import TimingConfig, median_ci_indices, sample_statistics, time_callable
+from hwnas.latency.targets import get_target
 
 
 def test_statistics_match_numpy():
@@ -77,6 +79,15 @@ def test_thread_count_is_set_and_restored():
     seen = []
     time_callable(lambda: seen.append(torch.get_num_threads()), num_threads=1, min_samples=3, budget_s=0.01)
     assert set(seen) == {1}
+    assert torch.get_num_threads() == before
+
+
+def test_more_threads_than_the_machine_has_is_refused_before_the_pool_changes():
+    before = torch.get_num_threads()
+    with pytest.raises(ValueError, match="exceeds the .* hardware threads"):
+        time_callable(lambda: None, num_threads=os.cpu_count() + 1, min_samples=3, budget_s=0.01)
+    with pytest.raises(ValueError, match="between 1 and the .* CPU cores available here, got 99999"):
+        get_target("eager", threads=99999)
     assert torch.get_num_threads() == before
 
 

@@ -66,7 +66,8 @@ def test_reopening_a_complete_table_keeps_its_fitted_correction(tiny_space, fast
     assert again.predict(arch) == pytest.approx(1.25 * again.predict(arch, correction="none") - 3.0)
 
 
-def test_mixing_fingerprints_is_refused_unless_allowed(tiny_space, fast_timing, tmp_path):
+def test_mixing_fingerprints_is_refused_unless_allowed(tiny_space, fast_timing, tmp_path, monkeypatch):
+    monkeypatch.setattr("hwnas._argtypes.available_cpus", lambda: 4)  # threads=2 below, on any machine
     path = tmp_path / "t.json"
     build_table(tiny_space, get_target("eager"), path, config=fast_timing, progress=False)
     data = json.loads(path.read_text())

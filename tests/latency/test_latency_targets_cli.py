@@ -52,7 +52,8 @@ def test_target_registry_errors():
             get_target("onnxruntime", dtype="float64")
 
 
-def test_cli_build_then_validate(tmp_path, capsys):
+def test_cli_build_then_validate(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("hwnas._argtypes.available_cpus", lambda: 4)  # --threads 2 below, on any machine
     table = tmp_path / "t.json"
     common = ["--rel-ci", "0.5", "--budget", "0.01", "--quiet"]
     rc = commands.main(["latency", "build", "--space", "fbnet_small", "--resolution", "8", "--target", "eager",

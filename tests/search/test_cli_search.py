@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from hwnas.cli import main
 from hwnas.spaces import Architecture
@@ -141,9 +142,18 @@ def test_bad_inputs_are_reported_not_raised(inputs, capsys):
     # A folder given for a file: one line, no traceback.
     assert main(["profile", "fbnet_c", "--json", str(inputs)]) == 1
     assert "hwnas profile: error:" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["search", "--train-threads", "-1"])
-    assert "--train-threads: must be >= 0" in capsys.readouterr().err
+    # Thread counts are bounded by the cores here: a huge one crashed torch.set_num_threads.
+    cores = len(os.sched_getaffinity(0))
+    for command, option, value in (("search", "--train-threads", "-1"), ("search", "--train-threads", "99999"),
+                                   ("search", "--threads", "0"), ("search", "--threads", str(cores + 1)),
+                                   ("train", "--train-threads", str(cores + 1)), ("train", "--threads", "99999"),
+                                   ("latency", "--threads", str(cores + 1))):
+        argv = [command, "build", "--space", "fbnet_small", option, value] if command == "latency" else \
+            [command, option, value]
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert f"{option}: must be between 1 and the {cores} CPU cores available here, got {value}" in \
+            capsys.readouterr().err
 
 
 def test_an_interrupt_ends_with_one_line_that_says_how_to_continue(monkeypatch, capsys):
@@ -184,3 +194,25 @@ def test_a_space_file_is_shaped_for_the_run_and_choices_replace_every_layers(inp
     # Without --choices the file's own candidates stay.
     plain = make_space(PipelineConfig(space=str(inputs / "space.json")), in_channels=1, num_classes=3)
     assert [layer.choices for layer in plain.layers] == [["k3_e1", "k3_e3", "skip"]] * 2
+
+
+def test_a_run_asking_for_more_training_threads_than_the_cores_trains_on_the_cores(monkeypatch, tmp_path):
+    import hwnas.search.pipeline as pipeline
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    threads = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    monkeypatch.setattr(pipeline, "available_cpus", lambda: 2)
+    monkeypatch.setattr(pipeline.SearchConfig, "from_dict", stop)  # ends the run right after the threads are set
+    lines = []
+    with pytest.raises(Stop):
+        pipeline.search_pipeline(pipeline.PipelineConfig(train_threads=8), out=str(tmp_path / "run"), log=lines.append)
+    assert threads == [2] and lines == ["training with 2 threads: the run asked for 8, this machine has 2 cores"]
+    with pytest.raises(ValueError, match="train_threads must be >= 1"):
+        pipeline.search_pipeline(pipeline.PipelineConfig(train_threads=-1), out=str(tmp_path / "run2"))
+    assert threads == [2] and not (tmp_path / "run").exists() and not (tmp_path / "run2").exists()

@@ -11,7 +11,7 @@ import sys
 import os
 from typing import Any
 
-from hwnas._argtypes import non_negative_int, positive_float, positive_int
+from hwnas._argtypes import non_negative_int, positive_float, positive_int, thread_count
 
 __all__ = ["add_subparser", "main"]
 
@@ -150,7 +150,7 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
     build.add_argument("--resolution", type=int, required=True, help="input side length, e.g. 32 or 64")
     build.add_argument("--width", type=float, default=None, help="width multiplier of the space")
     build.add_argument("--target", default="eager", help="eager, torchscript or onnxruntime")
-    build.add_argument("--threads", type=positive_int, default=1, help="intra-op threads of the measurements (default 1)")
+    build.add_argument("--threads", type=thread_count, default=1, help="intra-op threads of the measurements (default 1)")
     build.add_argument("--batch", type=positive_int, default=1, help="batch size of the measured inputs (default 1)")
     build.add_argument("--out", required=True, help="table JSON path (continued if it exists)")
     build.add_argument("--restart", action="store_true", help="discard an existing table at --out")

@@ -30,6 +30,8 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
+from hwnas._argtypes import check_thread_count
+
 from .fingerprint import device_fingerprint
 from .harness import TimingConfig, TimingResult, time_callable, time_module
 
@@ -59,8 +61,7 @@ class Target(ABC):
     name: str = "abstract"
 
     def __init__(self, threads: int = 1, batch: int = 1, dtype: str = "float32") -> None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        check_thread_count(threads)
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ValueError(f"batch must be a positive integer, got {batch!r}")
         if dtype not in _DTYPES:

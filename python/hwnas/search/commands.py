@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from hwnas._argtypes import non_negative_int
+from hwnas._argtypes import non_negative_int, thread_count, thread_count_or_default
 
 __all__ = ["configure_search", "run_search", "configure_train", "run_train"]
 
@@ -57,7 +57,7 @@ def _add_train_args(group: Any, default_epochs: int) -> None:
     group.add_argument("--train-batch-size", type=int, default=d.batch_size, help=f"batch size (default {d.batch_size})")
     group.add_argument("--train-weight-decay", type=float, default=d.weight_decay,
                        help=f"weight decay (default {d.weight_decay:g})")
-    group.add_argument("--train-threads", type=non_negative_int, default=1,
+    group.add_argument("--train-threads", type=thread_count_or_default, default=1,
                        help="torch threads while training (default 1: fastest for these small models, and robust on a "
                             "shared machine; 0: torch's default)")
 
@@ -81,7 +81,7 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
     space.add_argument("--width", type=float, default=0.25, help="width multiplier of the space (default 0.25)")
     space.add_argument("--choices", help="comma-separated candidate blocks for every layer (default: the space's)")
     space.add_argument("--target", default="eager", help="latency target: eager, onnxruntime or torchscript (default eager)")
-    space.add_argument("--threads", type=int, default=1, help="threads of the latency measurements (default 1)")
+    space.add_argument("--threads", type=thread_count, default=1, help="threads of the latency measurements (default 1)")
     space.add_argument("--calibrate", type=non_negative_int, default=12,
                        help="whole models measured once per cached table (3 interleaved rounds of 1 s each) "
                             "to fit its correction "
@@ -216,7 +216,7 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", default="runs", help="parent folder of new runs (default ./runs)")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order (default 0)")
     parser.add_argument("--target", default="eager", help="latency target measured after training (default eager)")
-    parser.add_argument("--threads", type=int, default=1, help="threads of the latency measurement (default 1)")
+    parser.add_argument("--threads", type=thread_count, default=1, help="threads of the latency measurement (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_data_args(parser, resolution=False)
     _add_train_args(parser.add_argument_group("recipe (SGD + cosine schedule)"), 8)

@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from hwnas._argtypes import available_cpus
 from hwnas._io import read_json
 from hwnas.data import DataSplits, load_dataset, prepare_splits
 from hwnas.runs import RunDir, atomic_write_json
@@ -247,8 +248,15 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
     else:
         _refuse_existing_run(out)
         config = _with_absolute_paths(config)
+    if config.train_threads is not None and int(config.train_threads) < 1:
+        raise ValueError(f"train_threads must be >= 1 (or None for torch's default), got {config.train_threads}")
     if config.train_threads:
-        torch.set_num_threads(int(config.train_threads))
+        # A run resumed on a machine with fewer cores than it started on trains on those it has.
+        threads = min(int(config.train_threads), available_cpus())
+        if threads < int(config.train_threads):
+            log(f"training with {threads} threads: the run asked for {config.train_threads}, "
+                f"this machine has {threads} cores")
+        torch.set_num_threads(threads)
     # Everything that can be refused is checked before a new run folder is made.
     search_config = SearchConfig.from_dict(config.search)
     if config.retrain is not None:
