@@ -33,6 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fmt_bytes, fmt_ms, machine_line, median_ratio, saved_bytes, time_rounds  # noqa: E402
 
+from hwnas._argtypes import thread_count  # noqa: E402
 from hwnas.layers.reference import prefix_mask_matrix  # noqa: E402
 from hwnas.ops import channel_mask  # noqa: E402
 
@@ -87,7 +88,7 @@ def main() -> None:
         "so that the sub-millisecond cases are timed in a steady state, not one cold call",
     )
     parser.add_argument(
-        "--threads", type=int, default=1,
+        "--threads", type=thread_count, default=1,
         help="intra-op threads (default 1: on a shared machine a preempted worker thread "
         "stalls every parallel op for a scheduler tick, which swamps the comparison)",
     )

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fmt_ms, machine_line, median_ratio, time_rounds  # noqa: E402
 
+from hwnas._argtypes import thread_count  # noqa: E402
 from hwnas.layers.depthwise import is_depthwise  # noqa: E402
 from hwnas.ops import depthwise_conv2d  # noqa: E402
 from hwnas.search.supernet import Supernet  # noqa: E402
@@ -101,7 +102,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--width", type=float, default=0.5)
     parser.add_argument("--resolution", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=1, help="intra-op threads (1 is stable on a shared machine)")
+    parser.add_argument("--threads", type=thread_count, default=1, help="intra-op threads (1 is stable on a shared machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

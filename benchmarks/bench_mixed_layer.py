@@ -34,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fmt_bytes, fmt_ms, machine_line, median_ratio, saved_bytes, time_rounds  # noqa: E402
 
+from hwnas._argtypes import thread_count  # noqa: E402
 from hwnas.layers import MixedLayer  # noqa: E402
 from hwnas.layers.reference import weighted_sum_reference  # noqa: E402
 from hwnas.ops import weighted_sum  # noqa: E402
@@ -51,7 +52,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--size", type=int, default=56)
-    parser.add_argument("--threads", type=int, default=1, help="intra-op threads (1 is stable on a shared machine)")
+    parser.add_argument("--threads", type=thread_count, default=1, help="intra-op threads (1 is stable on a shared machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
