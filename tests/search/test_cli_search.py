@@ -74,6 +74,15 @@ def test_search_then_train_from_the_command_line(inputs, capsys, monkeypatch):
     # Named as typed, also when the value typed is the default.
     assert "ignored: --epochs, --lambda" in captured.err
     assert (run / "summary.json").read_text() == before
+    # A finished run copied elsewhere prints paths into the copy, not into the original.
+    import shutil
+
+    copy = tmp / "copied-run"
+    shutil.copytree(run, copy)
+    assert main(["search", "--quiet", "--resume", str(copy)]) == 0
+    printed = capsys.readouterr().out
+    assert f"results: {copy}" in printed and f"torchscript: {copy / 'model' / 'model.torchscript.pt'}" in printed
+    assert str(run) + os.sep not in printed
 
     # A run folder shows and profiles as its architecture (a user space: the run's own).
     assert main(["show", str(run)]) == 0 and f"compact: {arch.to_string()}" in capsys.readouterr().out
@@ -89,6 +98,14 @@ def test_search_then_train_from_the_command_line(inputs, capsys, monkeypatch):
     assert code == 0
     assert (tmp / "trained" / "model" / "model.onnx").is_file()
     assert json.loads((tmp / "trained" / "summary.json").read_text())["architecture"] == arch.to_string()
+
+    # Every epoch's checkpoint is kept on request; by default the newest two.
+    for keep, epochs in (("0", [1, 2, 3]), ("2", [2, 3])):
+        folder = tmp / f"keep-{keep}"
+        assert main(["train", str(run), "--quiet", "--data", str(tmp / "tiny.npz"), "--train-epochs", "3",
+                     "--keep-checkpoints", keep, "--out", str(folder)]) == 0
+        kept = sorted(name for name in os.listdir(folder / "checkpoints") if name.endswith(".pt"))
+        assert kept == [f"train-epoch-{epoch:04d}.pt" for epoch in epochs], kept
 
     # A train run keeps its own copy of the architecture: it resumes after the file moved.
     (tmp / "arch.json").write_text((run / "architecture.json").read_text())

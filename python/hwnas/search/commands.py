@@ -12,7 +12,7 @@ __all__ = ["configure_search", "run_search", "configure_train", "run_train"]
 
 _SEARCH_EPILOG = """\
 examples:
-  hwnas search                                  # digits (8x8), fbnet_small x0.25, eager CPU: 2-4 minutes
+  hwnas search                                  # digits (8x8), fbnet_small x0.25, eager CPU: about 9 min on 2 cores
   hwnas search --objective hard_target --target-us 400
   hwnas search --data ../shared/data/mnist-t10k --resolution 28 --target onnxruntime
   hwnas search --resume runs/search-20261121-101500   # continue an interrupted run
@@ -75,6 +75,9 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", default="runs", help="parent folder of new runs (default ./runs)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the search and of the retraining (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--keep-checkpoints", type=non_negative_int, default=2, metavar="N",
+                        help="epoch checkpoints kept per stage, the newest (default 2: enough to resume after a kill "
+                             "at any moment; 0: keep every epoch's)")
     _add_data_args(parser)
     space = parser.add_argument_group("search space and target")
     space.add_argument("--space", default="fbnet_small", help="registered space name or a space JSON file (default fbnet_small)")
@@ -166,8 +169,9 @@ def run_search(args: argparse.Namespace) -> int:
     if args.scale_rounds < 0:
         raise ValueError(f"--scale-rounds must be >= 0 (0: one drift-corrected measurement), got {args.scale_rounds}")
     if args.resume:
-        _warn_ignored_with_resume(args, "search", ("--resume", "--quiet"))
-        summary = search_pipeline(PipelineConfig(), resume=args.resume, progress=not args.quiet)
+        _warn_ignored_with_resume(args, "search", ("--resume", "--quiet", "--keep-checkpoints"))
+        summary = search_pipeline(PipelineConfig(), resume=args.resume, progress=not args.quiet,
+                                  keep_checkpoints=args.keep_checkpoints or None)
     else:
         search = SearchConfig(
             epochs=args.epochs, batch_size=args.batch_size,
@@ -188,7 +192,8 @@ def run_search(args: argparse.Namespace) -> int:
             drift_correction=not args.no_drift_correction, scale_rounds=args.scale_rounds,
             cache_dir=args.cache_dir,
         )
-        summary = search_pipeline(config, out=args.out, runs_dir=args.runs_dir, progress=not args.quiet)
+        summary = search_pipeline(config, out=args.out, runs_dir=args.runs_dir, progress=not args.quiet,
+                                  keep_checkpoints=args.keep_checkpoints or None)
     _print_summary(summary)
     return 0
 
@@ -218,6 +223,9 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default="eager", help="latency target measured after training (default eager)")
     parser.add_argument("--threads", type=thread_count, default=1, help="threads of the latency measurement (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--keep-checkpoints", type=non_negative_int, default=2, metavar="N",
+                        help="epoch checkpoints kept per stage, the newest (default 2: enough to resume after a kill "
+                             "at any moment; 0: keep every epoch's)")
     _add_data_args(parser, resolution=False)
     _add_train_args(parser.add_argument_group("recipe (SGD + cosine schedule)"), 8)
 
@@ -229,7 +237,8 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.arch and not args.resume:
         raise ValueError("give an architecture JSON file or search run folder, or --resume RUN_DIR")
     if args.resume:
-        _warn_ignored_with_resume(args, "train", ("--resume", "--quiet", "--train-threads"), ("arch",))
+        _warn_ignored_with_resume(args, "train", ("--resume", "--quiet", "--train-threads", "--keep-checkpoints"),
+                                  ("arch",))
     config = TrainConfig(epochs=args.train_epochs, batch_size=args.train_batch_size, lr=args.train_lr,
                          weight_decay=args.train_weight_decay, seed=args.seed)
     if args.train_threads:
@@ -237,6 +246,7 @@ def run_train(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.train_threads)
     summary = train_pipeline(args.arch or "", args.data, args.out, args.runs_dir, config, args.target, args.threads,
-                             args.data_seed, args.limit, args.space_file, args.resume, progress=not args.quiet)
+                             args.data_seed, args.limit, args.space_file, args.resume, progress=not args.quiet,
+                             keep_checkpoints=args.keep_checkpoints or None)
     _print_summary(summary)
     return 0

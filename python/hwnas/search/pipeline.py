@@ -215,6 +215,26 @@ def architecture_space(arch: Any, space_file: Optional[str] = None, run_folder: 
         return SearchSpace.from_dict(stored["space"], source=config_file)
 
 
+def _stored_summary(run: RunDir) -> dict[str, Any]:
+    """A finished run's summary, its paths pointing into the run where it is now (it may have
+    been moved or copied since it was written)."""
+    summary = read_json(run.file("summary.json"), SUMMARY_FORMAT)
+    old = summary.get("run")
+    if not isinstance(old, str) or old == run.path:
+        return summary
+
+    def relocated(value: Any) -> Any:
+        if isinstance(value, str) and (value == old or value.startswith(old + os.sep)):
+            return run.path + value[len(old):]
+        if isinstance(value, dict):
+            return {key: relocated(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [relocated(item) for item in value]
+        return value
+
+    return relocated(summary)
+
+
 def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir: str = "runs",
                     resume: Optional[str] = None, progress: bool = True, log: Callable[[str], None] = _log_default,
                     keep_checkpoints: Optional[int] = 2) -> dict[str, Any]:
@@ -243,7 +263,7 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
         if os.path.isfile(run.file("summary.json")):
             # Finished: its results stand (measuring again would only rewrite them with new noise).
             log(f"run {run.path} has finished; its summary is unchanged")
-            return read_json(run.file("summary.json"), SUMMARY_FORMAT)
+            return _stored_summary(run)
         log(f"resuming run {run.path}")
     else:
         _refuse_existing_run(out)
@@ -390,13 +410,17 @@ def train_architecture(space: Any, arch: Any, splits: DataSplits, config: TrainC
 def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: str, train_config: TrainConfig,
                    target_name: str = "eager", threads: int = 1, data_seed: int = 0, limit: Optional[int] = None,
                    space_file: Optional[str] = None, resume: Optional[str] = None, progress: bool = True,
-                   log: Callable[[str], None] = _log_default) -> dict[str, Any]:
-    """``hwnas train``: trains an architecture (JSON file or search run folder) from scratch, measures, exports."""
+                   log: Callable[[str], None] = _log_default, keep_checkpoints: Optional[int] = 2) -> dict[str, Any]:
+    """``hwnas train``: trains an architecture (JSON file or search run folder) from scratch, measures, exports.
+
+    ``keep_checkpoints``: epoch checkpoints kept (``None``: all); the other arguments are
+    ``hwnas train``'s options.
+    """
     from hwnas.latency.targets import get_target
     from hwnas.spaces import Architecture
 
     if resume is not None:
-        run = _existing_run(resume, "train")
+        run = _existing_run(resume, "train", keep_checkpoints)
         stored = run.read_config()
         options = stored["options"]
         arch_source, data, data_seed, limit = options["arch"], options["data"], options["data_seed"], options["limit"]
@@ -407,7 +431,7 @@ def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: st
             arch_source = run.file("architecture.json")
         if os.path.isfile(run.file("summary.json")):
             log(f"run {run.path} has finished; its summary is unchanged")
-            return read_json(run.file("summary.json"), SUMMARY_FORMAT)
+            return _stored_summary(run)
     else:
         _refuse_existing_run(out)
         data, space_file = _absolute(data), _absolute(space_file)
@@ -424,7 +448,7 @@ def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: st
                          f"{data!r} has {splits.in_channels} / {splits.num_classes}")
     target = get_target(target_name, threads=threads)
     if resume is None:
-        run = RunDir(out) if out else RunDir.create(runs_dir, "train")
+        run = RunDir(out, keep_checkpoints) if out else RunDir.create(runs_dir, "train", keep_checkpoints=keep_checkpoints)
         run.write_config({"command": "train", "options": {
             "arch": os.path.abspath(path), "data": data, "data_seed": data_seed, "limit": limit, "target": target_name,
             "threads": threads, "space_file": space_file, "train": train_config.to_dict()}, "data": splits.info,
