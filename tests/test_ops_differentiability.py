@@ -79,6 +79,17 @@ def test_second_derivative_raises(name):
 
 
 @pytest.mark.parametrize("name", list(CASES))
+def test_second_derivative_towards_any_one_input_raises(name):
+    # torch.autograd.grad(g, w) follows only the paths from g to w: the error has to lie on
+    # every one of them, or autograd reports w unused (a zero with materialize_grads).
+    native, _, inputs = CASES[name]()
+    for g in _first_derivatives(native, inputs):
+        for x in inputs:
+            with pytest.raises(RuntimeError, match=f"hwnas::{name}: a second derivative .* is not supported"):
+                torch.autograd.grad(g.sum(), x, retain_graph=True, materialize_grads=True)
+
+
+@pytest.mark.parametrize("name", list(CASES))
 def test_second_derivative_elsewhere_in_the_graph_still_works(name):
     # A gradient penalty on another part of the model: the op's backward runs under
     # create_graph=True, its gradients are right, and the other part's second
