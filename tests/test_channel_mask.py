@@ -283,6 +283,12 @@ def test_bad_input_raises_clear_error(name, make, message):
         channel_mask(x, gates, widths)
 
 
+@pytest.mark.parametrize("widths", ["36", [3.0, 6], [True, 6]], ids=["string", "float", "bool"])
+def test_widths_that_are_not_integers_are_refused_not_rounded(widths):
+    with pytest.raises(TypeError, match="widths must be a sequence of integers"):
+        channel_mask(torch.ones(2, 6), torch.ones(2), widths)
+
+
 def test_backward_bad_input():
     with pytest.raises(RuntimeError, match="needs x shaped like grad"):
         torch.ops.hwnas.channel_mask_backward(torch.ones(2, 4), torch.ones(2, 3), torch.ones(1), [2], True, True)

@@ -98,9 +98,10 @@ def test_pooled_tensors_are_ordinary_tensors():
     assert out.shape == (4 * x.numel(),)
 
 
-def test_negative_limit_is_rejected():
-    with pytest.raises(ValueError, match="megabytes must be >= 0"):
-        set_cpu_pool_limit(-1)
+@pytest.mark.parametrize("megabytes", [-1, float("nan"), float("inf")])
+def test_a_limit_that_is_not_a_finite_non_negative_number_is_rejected(megabytes):
+    with pytest.raises(ValueError, match="megabytes must be a finite number >= 0"):
+        set_cpu_pool_limit(megabytes)
 
 
 def test_environment_variable_sets_the_limit():
@@ -108,7 +109,14 @@ def test_environment_variable_sets_the_limit():
     for value, expected in (("0", 0), ("3", 3 << 20)):
         env = dict(os.environ, HWNAS_CPU_POOL_MB=value)
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-        assert int(out.stdout.strip()) == expected
+        assert int(out.stdout.strip()) == expected and "HWNAS_CPU_POOL_MB" not in out.stderr
+    # A value the pool cannot read is named, with the cap it runs with instead.
+    for value, expected in (("abc", 1024), ("-5", 0)):
+        env = dict(os.environ, HWNAS_CPU_POOL_MB=value)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert int(out.stdout.strip()) == expected << 20
+        assert f"HWNAS_CPU_POOL_MB='{value}' is not a whole number of MiB >= 0; the CPU buffer pool keeps at most " \
+               f"{expected} MiB" in out.stderr
 
 
 def test_small_outputs_bypass_the_pool():

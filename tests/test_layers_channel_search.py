@@ -124,6 +124,12 @@ def test_temperature_and_mode_validation():
         (dict(widths=[0, 8]), "positive"),
         (dict(widths=[4, 6], groups=4), "multiples of groups=4"),
         (dict(widths=[4, 8], latencies=[1.0]), "latencies has 1 entries for 2 choices"),
+        (dict(widths=[2.5, 8]), "a width must be an integer, got 2.5"),
+        (dict(widths="48"), "a width must be an integer, got '4'"),
+        (dict(widths=[4, 8], groups=0), "groups must be a positive integer, got 0"),
+        (dict(widths=[4, 8], kernel_size=0), "kernel_size must be a positive integer, got 0"),
+        (dict(widths=[4, 8], stride=0), "stride must be a positive integer, got 0"),
+        (dict(widths=[4, 8], activation=torch.nn.ReLU()), "activation must be a factory such as nn.ReLU"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message):
@@ -136,3 +142,13 @@ def test_bad_arguments_raise(kwargs, message):
 def test_extra_repr():
     text = repr(make_layer("softmax"))
     assert "widths=[4, 8, 12, 16]" in text and "mode='softmax'" in text and "fused=True" in text
+
+
+def test_a_layer_after_a_forward_deep_copies_with_its_expectations_detached():
+    import copy
+
+    layer = ChannelSearchConv2d(4, [4, 8], mode="softmax")
+    layer(torch.randn(2, 4, 5, 5))
+    copied = copy.deepcopy(layer)
+    torch.testing.assert_close(copied.expected_out_channels, torch.tensor(6.0))  # (4 + 8) / 2
+    assert copied.expected_macs.grad_fn is None and layer.expected_macs.grad_fn is not None

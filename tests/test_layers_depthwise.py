@@ -112,3 +112,13 @@ def test_training_step_matches_conv2d():
     reference(x).square().mean().backward()
     for (name, p), q in zip(block.named_parameters(), reference.parameters()):
         torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_what_cannot_run_on_the_native_kernel_is_refused_when_built():
+    with pytest.raises(ValueError, match="numeric padding"):
+        DepthwiseConv2d(8, 3, padding="same")
+    conv = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+    with pytest.raises(ValueError, match="the model is itself a depthwise nn.Conv2d"):
+        swap_in_native_depthwise(conv)
+    with native_depthwise(nn.Sequential(conv)) as model:
+        assert isinstance(model[0], DepthwiseConv2d)

@@ -238,6 +238,8 @@ def test_extra_repr_names_settings():
         (lambda: MixedLayer([nn.Identity()], temperature=0.0), "temperature must be positive"),
         (lambda: MixedLayer([nn.Identity()], temperature=float("nan")), "temperature must be positive"),
         (lambda: MixedLayer([nn.Identity()] * 2, fixed_index=2), r"fixed_index must be in \[0, 2\)"),
+        (lambda: MixedLayer([nn.Identity()] * 2, fixed_index=1.7), "fixed_index must be an integer, got 1.7"),
+        (lambda: MixedLayer([nn.Identity()] * 2, fixed_index=True), "fixed_index must be an integer, got True"),
         (lambda: MixedLayer([nn.Identity()] * 2, latencies=[1.0]), "latencies has 1 entries for 2"),
         (lambda: MixedLayer([nn.Identity()] * 2, latencies=[1.0, float("inf")]), "finite"),
     ],
@@ -252,3 +254,28 @@ def test_setting_a_bad_mode_later_raises():
     with pytest.raises(ValueError, match="'hard'"):
         layer.mode = "hard"
     assert layer.mode == "gumbel"
+
+
+def test_a_layer_after_a_forward_copies_and_pickles_with_its_values_detached():
+    import copy
+    import io
+
+    layer = MixedLayer([nn.Conv2d(4, 4, 3, padding=1), nn.Identity()], mode="softmax", latencies=[1.0, 3.0])
+    layer(torch.randn(2, 4, 5, 5)).sum().backward()
+    assert layer.expected_latency.grad_fn is not None  # the original keeps its graph
+    copied = copy.deepcopy(nn.Sequential(layer))[0]
+    torch.testing.assert_close(copied.last_weights, torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(copied.expected_latency, torch.tensor(2.0))  # (1 + 3) / 2
+    assert copied.expected_latency.grad_fn is None and copied.candidates[0].weight is not layer.candidates[0].weight
+    buffer = io.BytesIO()
+    torch.save(layer, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    torch.testing.assert_close(loaded.expected_latency, torch.tensor(2.0))
+
+
+def test_sampling_refuses_a_temperature_that_would_give_nan_weights():
+    from hwnas.layers import sample_mixture
+
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        sample_mixture(torch.zeros(3), "gumbel", 0.0)

@@ -12,6 +12,9 @@ instead of returning wrong higher derivatives.
 
 from __future__ import annotations
 
+import math
+import os
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -151,9 +154,13 @@ def channel_mask(x: Tensor, gates: Tensor, widths: Sequence[int]) -> Tensor:
         Tensor of ``x``'s shape, dtype and layout.
 
     Raises:
+        TypeError: for widths that are not integers (a string, floats, bools).
         RuntimeError: for widths that do not increase, are not positive, exceed C or
             disagree with K, and for gates of the wrong rank, batch, dtype or device.
     """
+    if isinstance(widths, (str, bytes)) or any(isinstance(w, (bool, float)) for w in widths):
+        # int() would read "258" as [2, 5, 8] and 2.7 as 2: a mistake to report, not to round.
+        raise TypeError(f"channel_mask: widths must be a sequence of integers, got {widths!r}")
     widths = [int(w) for w in widths]
     if _use_torch_ops((x, gates)):
         return torch.ops.hwnas.channel_mask.default(x, gates, widths)
@@ -344,6 +351,19 @@ def set_cpu_pool_limit(megabytes: float) -> None:
     Also frees what the pool holds now. The starting cap comes from the environment
     variable ``HWNAS_CPU_POOL_MB``.
     """
-    if megabytes < 0:
-        raise ValueError(f"set_cpu_pool_limit: megabytes must be >= 0, got {megabytes}")
+    if not (megabytes >= 0 and math.isfinite(megabytes)):
+        raise ValueError(f"set_cpu_pool_limit: megabytes must be a finite number >= 0, got {megabytes}")
     _NATIVE.set_cpu_pool_limit(int(megabytes * (1 << 20)))
+
+
+def _warn_about_an_unreadable_pool_setting() -> None:
+    # The native pool reads HWNAS_CPU_POOL_MB once, on its own, and cannot report a value
+    # it could not use; say so here rather than run with a cap the user did not ask for.
+    value = os.environ.get("HWNAS_CPU_POOL_MB", "").strip()
+    if value and not value.isdigit():
+        limit_mb = cpu_pool_stats()["limit_bytes"] / (1 << 20)
+        warnings.warn(f"HWNAS_CPU_POOL_MB={value!r} is not a whole number of MiB >= 0; the CPU buffer pool "
+                      f"keeps at most {limit_mb:g} MiB", stacklevel=2)
+
+
+_warn_about_an_unreadable_pool_setting()

@@ -6,6 +6,7 @@ import torch
 from hwnas.latency.build import build_table
 from hwnas.latency.table import LatencyTable, entry_key
 from hwnas.latency.targets import get_target
+from hwnas.spaces import get_space
 
 
 class _Stop(Exception):
@@ -147,3 +148,137 @@ def test_with_statistic_switches_values(tiny_space, fast_timing):
         assert low.entries[key].value == entry.stats["p10_us"] <= entry.stats["median_us"] == entry.value
     with pytest.raises(ValueError, match="no statistic"):
         table.with_statistic("p42")
+
+
+def _shaped_table(space):
+    """A complete synthetic table whose entries cost c_in + c_out (any shape mix-up changes the sum)."""
+    from hwnas.latency.table import TableEntry
+
+    table = LatencyTable.for_space(space, {"target": "synthetic"})
+    for key in table.required_keys():
+        block, channels, stride, hw = key.split("|")
+        c_in, c_out = (int(c) for c in channels[1:].split("-"))
+        h, w = (int(v) for v in hw.split("x"))
+        table.entries[key] = TableEntry(float(c_in + c_out), block, c_in, c_out, int(stride[1:]), (h, w))
+    return table
+
+
+@pytest.mark.parametrize("other, match", [
+    (dict(width=0.5), "width 0.5 differs"),
+    (dict(num_classes=100), "head entry 'head|c88-100"),
+    (dict(in_channels=1), "stem entry 'stem|c1-8"),
+])
+def test_predict_refuses_architectures_of_another_space_shape(other, match):
+    from hwnas.spaces import get_space
+
+    shape = dict(resolution=32, width=0.25, num_classes=10)
+    space = get_space("fbnet_small", **shape)
+    table = _shaped_table(space)
+    arch = space.sample(seed=0)
+    foreign = get_space("fbnet_small", **{**shape, **other}).make_arch(arch.choices)
+    for call in (table.predict, table.raw_sum, table.num_blocks):
+        with pytest.raises(ValueError, match=match):
+            call(foreign)
+    assert table.predict(arch) == _shaped_table(space).predict(arch)  # its own architectures still work
+    # An architecture of a space offering fewer candidates needs only keys the table has, at the same shapes.
+    fewer = get_space("fbnet_small", **shape, choices=["k3_e1", "skip"]).sample(seed=1)
+    assert table.predict(fewer) == pytest.approx(sum(table.value(table.layers[i][c]) for i, c in enumerate(fewer.choices))
+                                                 + table.value(table.stem_key) + table.value(table.head_key))
+
+
+def test_predict_refuses_another_space_version(tiny_space):
+    from hwnas.spaces import Architecture
+
+    table = _synthetic_table(tiny_space)
+    arch = tiny_space.sample(seed=0)
+    with pytest.raises(ValueError, match="v2 given to a table for v1"):
+        table.predict(Architecture(**{**arch.__dict__, "space_version": 2}))
+
+
+def _tiny_variant(**changes):
+    from hwnas.spaces import SearchSpace
+
+    definition = dict(
+        stages=[
+            {"out_channels": 8, "layers": 2, "first_stride": 1, "choices": ["k3_e1", "k3_e3", "skip"]},
+            {"out_channels": 16, "layers": 2, "first_stride": 2, "choices": ["k3_e1", "k5_e3", "skip"]},
+        ],
+        resolution=8, in_channels=3, num_classes=4,
+        stem={"out_channels": 8, "kernel": 3, "stride": 1, "activation": "relu"}, head={"out_channels": 16},
+    )
+    return SearchSpace("latency_test_tiny", **{**definition, **changes})
+
+
+def test_check_space_compares_every_entry_key(tiny_space):
+    table = _synthetic_table(tiny_space)
+    table.check_space(tiny_space, require_complete=True)
+    with pytest.raises(ValueError, match="head entry 'head|c16-7"):
+        table.check_space(_tiny_variant(num_classes=7))
+    with pytest.raises(ValueError, match="stem entry 'stem|c1-8"):
+        table.check_space(_tiny_variant(in_channels=1))
+    with pytest.raises(ValueError, match="width 0.5"):
+        table.check_space(_tiny_variant(width=0.5))
+    with pytest.raises(ValueError, match="at 16x16"):
+        table.check_space(_tiny_variant(resolution=16))
+    del table.entries[table.head_key]
+    table.check_space(tiny_space)
+    with pytest.raises(ValueError, match="incomplete: 1 entries missing"):
+        table.check_space(tiny_space, require_complete=True)
+
+
+def test_merge_refuses_a_table_of_another_space_shape(tiny_space, fast_timing, tmp_path):
+    table = _synthetic_table(tiny_space)
+    other = _synthetic_table(_tiny_variant(num_classes=7))
+    with pytest.raises(ValueError, match="different shapes of space 'latency_test_tiny'.*num_classes"):
+        table.merge(other)
+    assert len(table.entries) == len(table.required_keys())  # nothing was added
+    table.merge(_synthetic_table(tiny_space))
+    # Resuming a build on a file of another shape names the file.
+    path = tmp_path / "t.json"
+    other.save(path)
+    with pytest.raises(ValueError, match="t.json: tables are for different shapes"):
+        build_table(tiny_space, get_target("eager"), path, config=fast_timing, progress=False)
+
+
+def test_apply_correction_refuses_malformed_corrections(tiny_space):
+    from hwnas.latency.table import apply_correction
+
+    with pytest.raises(ValueError, match="correction.a"):
+        apply_correction({"kind": "linear"}, 10.0)
+    with pytest.raises(ValueError, match="must be a JSON object"):
+        apply_correction("linear", 10.0)
+    with pytest.raises(ValueError, match="unknown correction kind 'cubic'"):
+        apply_correction({"kind": "cubic", "a": 1, "b": 0}, 10.0)
+    table = _synthetic_table(tiny_space)
+    table.correction = "linear"
+    with pytest.raises(ValueError, match="must be a JSON object"):
+        table.predict(tiny_space.sample(seed=0))
+
+
+def test_a_table_knows_the_width_of_the_head_its_key_does_not_name(tmp_path):
+    # fbnet's head and FBNet-A's (1504 channels) have one entry key: the table's stored
+    # head width tells them apart.
+    from hwnas import models
+    from hwnas.latency.table import head_key
+
+    space = get_space("fbnet", resolution=32)
+    arch_a = models.architecture("fbnet_a")
+    space_a = get_space("fbnet", resolution=32, **arch_a.space_options)
+    assert space.head_channels == 1984 and space_a.head_channels == 1504 and head_key(space) == head_key(space_a)
+    table = LatencyTable.for_space(space, get_target("eager").fingerprint())
+    path = tmp_path / "t.json"
+    table.save(path)
+    table = LatencyTable.load(path)
+    assert table.head_channels == 1984
+    with pytest.raises(ValueError, match="a head of 1984 channels, the search space's has 1504"):
+        table.check_space(space_a)
+    arch = space_a.make_arch(arch_a.choices, resolution=32)
+    with pytest.raises(ValueError, match="has a head of 1504 channels; this table was built for 1984"):
+        table.predict(arch)
+    with pytest.raises(ValueError, match="the other has a head of 1504 channels, this one 1984"):
+        table.check_compatible(LatencyTable.for_space(space_a, table.fingerprint))
+    # A table written before the width was stored still loads and predicts.
+    data = json.loads(path.read_text())
+    del data["head_channels"]
+    path.write_text(json.dumps(data))
+    assert LatencyTable.load(path).head_channels is None

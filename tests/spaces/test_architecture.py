@@ -44,6 +44,15 @@ def test_unknown_version_and_bad_fields():
         Architecture.from_json("{")
     with pytest.raises(ValueError, match="resolution"):
         Architecture("fbnet", 1, ["skip"], resolution=-3)
+    # Wrong types are refused by name (and with the file's name), not converted.
+    for field, value, message in (("space_version", "abc", "space_version must be a positive integer, got 'abc'"),
+                                  ("space_version", 1.7, "space_version must be a positive integer, got 1.7"),
+                                  ("stage_lengths", "abc", "stage_lengths must be a list of integers, got 'abc'"),
+                                  ("space_options", [1, 2], r"space_options must be a dict, got \[1, 2\]")):
+        with pytest.raises(ValueError, match=f"^arch.json: architecture {message}"):
+            Architecture.from_dict({**data, field: value}, source="arch.json")
+    with pytest.raises(ValueError, match="choices must be a compact architecture string or a list"):
+        get_space("fbnet").make_arch(None)
 
 
 def test_compact_form_and_table():

@@ -193,6 +193,10 @@ def test_user_space_errors(tmp_path):
         ({"format": "something"}, "format is 'something'"),
         ({"stages": [{"out_channels": 8, "layers": 1, "choices": ["k4_e1"]}]}, "stage 0 layer 0: block 'k4_e1'.*odd"),
         ({"stages": [{"out_channels": 8, "layers": 1, "choises": ["k3_e1"]}]}, r"unknown key\(s\) \['choises'\]"),
+        ({"stages": "abc"}, "stages must be a list of stage dicts, got 'abc'"),
+        ({"stem": [1]}, r"stem must be a dict, got \[1\]"),
+        ({"head": {"shrink_with_width": "false"}}, "shrink_with_width must be true or false, got 'false'"),
+        ({"head": {"dropout": "x"}}, r"dropout must be a number in \[0, 1\), got 'x'"),
     ]:
         path = tmp_path / "bad.json"
         path.write_text(json.dumps({**USER_SPACE, **change}))

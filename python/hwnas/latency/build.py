@@ -91,9 +91,10 @@ def build_table(
         existing = LatencyTable.load(path)
         # The fresh table's fingerprint goes first: the comparison says what the
         # file on disk was measured with versus what this build would measure with.
-        table.check_compatible(existing, allow_mixed=allow_mixed)
-        if existing.layers != table.layers:
-            raise ValueError(f"{path}: the table's layer keys do not match space {space.name!r} as defined now")
+        try:
+            table.check_compatible(existing, allow_mixed=allow_mixed)  # also compares every entry key
+        except ValueError as exc:
+            raise ValueError(f"{os.fspath(path)}: {exc}") from None
         table.entries.update(existing.entries)
         table.call_overhead = existing.call_overhead
         table.notes = existing.notes

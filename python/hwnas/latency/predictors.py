@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwnas._io import read_json, write_json
-from .table import LatencyTable, TableEntry, entry_key, layer_entry_keys
+from hwnas._io import write_json
+from .table import LatencyTable, TableEntry, _field, _read_document, _shape_fields, entry_key, layer_entry_keys
 
 __all__ = [
     "BlockConfig",
@@ -234,10 +234,17 @@ class BlockCostPredictor:
         return self
 
     def predict(self, configs: Sequence[Any], return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Predicted costs (and standard deviations, in the same unit, if ``return_std``)."""
+        """Predicted costs (and standard deviations, in the same unit, if ``return_std``).
+
+        Returns:
+            One value per configuration, in order: an empty ``configs`` gives empty arrays.
+        """
         if self._model is None:
             raise ValueError("the predictor is not fitted; call fit() or load() first")
         configs = [BlockConfig.coerce(c) for c in configs]
+        if not configs:
+            empty = np.zeros(0, dtype=float)
+            return (empty, empty.copy()) if return_std else empty
         mean, std = self._scale
         xs = (self._design(configs) - mean) / std
         mu, sigma = self._model.predict(xs, return_std=True)
@@ -303,13 +310,36 @@ class BlockCostPredictor:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "BlockCostPredictor":
-        data = read_json(path, PREDICTOR_FORMAT, (PREDICTOR_FORMAT_VERSION,))
-        if list(data.get("features", [])) != list(FEATURE_NAMES):
-            raise ValueError(f"{os.fspath(path)}: saved with features {data.get('features')}, this hwnas uses {list(FEATURE_NAMES)}")
-        predictor = cls(data["kind"], data["batch"], data["metric"], data["unit"], data.get("fingerprint"))
-        rows = data["training"]
-        theta = data.get("hyperparameters", {}).get("theta")
-        predictor.fit([BlockConfig.coerce(r) for r in rows], [r["value"] for r in rows], _kernel_theta=theta)
+        """Reads a saved predictor and refits it on its stored training data.
+
+        Raises:
+            FileNotFoundError: No such file.
+            IsADirectoryError: ``path`` is a folder.
+            ValueError: Not JSON, another format or version, other features, or a
+                missing or malformed field (the message names the file and the field),
+                or training data that cannot be fitted.
+        """
+        source = os.fspath(path)
+        data = _read_document(path, PREDICTOR_FORMAT, (PREDICTOR_FORMAT_VERSION,))
+        if list(data.get("features") or []) != list(FEATURE_NAMES):
+            raise ValueError(f"{source}: saved with features {data.get('features')}, this hwnas uses {list(FEATURE_NAMES)}")
+        kind = _field(data, "kind", "str", source)
+        if kind not in cls.KINDS:
+            raise ValueError(f"{source}: kind must be one of {cls.KINDS}, got {kind!r}")
+        predictor = cls(kind, _field(data, "batch", "int", source, minimum=1), _field(data, "metric", "str", source),
+                        _field(data, "unit", "str", source), _field(data, "fingerprint", "object", source, default={}))
+        configs, values = [], []
+        for index, row in enumerate(_field(data, "training", "list", source)):
+            configs.append(BlockConfig(*_shape_fields(row, source, f"training[{index}].")))
+            values.append(_field(row, "value", "number", source, f"training[{index}]."))
+        hyperparameters = _field(data, "hyperparameters", "object", source, default={})
+        theta = _field(hyperparameters, "theta", "list", source, "hyperparameters.", default=None)
+        if theta is not None:
+            theta = [_field({"theta": t}, "theta", "number", source, "hyperparameters.") for t in theta]
+        try:
+            predictor.fit(configs, values, _kernel_theta=theta)
+        except ValueError as exc:
+            raise ValueError(f"{source}: cannot refit the stored training data: {exc}") from exc
         return predictor
 
 

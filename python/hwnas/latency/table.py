@@ -21,6 +21,10 @@ JSON form: ``format`` ``hwnas.latency_table``, ``version`` 1. Also used for ener
 
 from __future__ import annotations
 
+import functools
+import json
+import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
@@ -30,7 +34,8 @@ import torch
 from hwnas._io import check_format, read_json, write_json
 from .fingerprint import fingerprint_differences, fingerprint_id
 
-__all__ = ["LatencyTable", "TableEntry", "entry_key", "TABLE_FORMAT", "TABLE_FORMAT_VERSION", "layer_entry_keys"]
+__all__ = ["LatencyTable", "TableEntry", "entry_key", "TABLE_FORMAT", "TABLE_FORMAT_VERSION", "layer_entry_keys",
+           "check_correction"]
 
 TABLE_FORMAT = "hwnas.latency_table"
 TABLE_FORMAT_VERSION = 1
@@ -58,6 +63,134 @@ def layer_entry_keys(space: Any, layers: Optional[Sequence[Any]] = None) -> list
         {choice: entry_key(choice, layer.c_in, layer.c_out, layer.stride, layer.in_hw) for choice in layer.choices}
         for layer in layers
     ]
+
+
+# ---------------------------------------------------------------------- checked reading of JSON documents
+
+_REQUIRED = object()
+_KIND_NAMES = {"int": "an integer", "number": "a finite number", "str": "a string", "object": "a JSON object",
+               "list": "a list"}
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _field(data: Mapping[str, Any], key: str, kind: str, source: str, prefix: str = "", *,
+           default: Any = _REQUIRED, minimum: Optional[float] = None) -> Any:
+    """``data[key]`` checked to be of ``kind``, for readers of hwnas JSON files.
+
+    Args:
+        data: The JSON object holding the field.
+        key: The field.
+        kind: ``"int"`` (an integral number; ``32.0`` reads as 32, ``32.9`` is refused),
+            ``"number"`` (finite; returned as a float), ``"str"``, ``"object"`` (returned
+            as a dict) or ``"list"``.
+        source: Where ``data`` came from (the file), first in every message.
+        prefix: Path of ``data`` inside the document, e.g. ``"entries['stem|c3-16|s1|32x32']."``.
+        default: Returned when the field is absent or null; without it the field is required.
+        minimum: Smallest allowed value (numbers).
+
+    Raises:
+        ValueError: Naming ``source`` and the field, e.g. ``"t.json: resolution must be
+            an integer >= 1, got 'abc'"``.
+    """
+    label = f"{prefix}{key}"
+    value = data.get(key) if isinstance(data, Mapping) else None
+    if value is None:
+        if default is not _REQUIRED:
+            return default
+        if not isinstance(data, Mapping) or key not in data:
+            raise ValueError(f"{source}: missing field {label}")
+    ok = True
+    if kind == "int":
+        if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and float(value).is_integer():
+            value = int(value)
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        value = int(value) if ok else value
+    elif kind == "number":
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        value = float(value) if ok else value
+    elif kind == "str":
+        ok = isinstance(value, str)
+    elif kind == "object":
+        ok = isinstance(value, Mapping)
+        value = dict(value) if ok else value
+    elif kind == "list":
+        ok = isinstance(value, (list, tuple))
+        value = list(value) if ok else value
+    else:  # pragma: no cover - a programming error
+        raise ValueError(f"unknown field kind {kind!r}")
+    if ok and minimum is not None:
+        ok = value >= minimum
+    if not ok:
+        bound = f" >= {minimum:g}" if minimum is not None else ""
+        raise ValueError(f"{source}: {label} must be {_KIND_NAMES[kind]}{bound}, got {_short(value)}")
+    return value
+
+
+def _shape_fields(data: Mapping[str, Any], source: str, prefix: str) -> tuple[str, int, int, int, tuple[int, int]]:
+    """``(block, c_in, c_out, stride, in_hw)`` of a stored block shape (a table entry, a predictor row)."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{source}: {prefix.rstrip('.')} must be a JSON object, got {_short(data)}")
+    block = _field(data, "block", "str", source, prefix)
+    c_in, c_out, stride = (_field(data, k, "int", source, prefix, minimum=1) for k in ("c_in", "c_out", "stride"))
+    in_hw = _field(data, "in_hw", "list", source, prefix)
+    if len(in_hw) != 2:
+        raise ValueError(f"{source}: {prefix}in_hw must be [height, width], got {_short(in_hw)}")
+    hw = tuple(_field({"in_hw": v}, "in_hw", "int", source, prefix, minimum=1) for v in in_hw)
+    return block, c_in, c_out, stride, hw
+
+
+def check_correction(correction: Any, source: str = "latency table") -> dict[str, Any]:
+    """``correction`` checked to be one :func:`apply_correction` can apply (a copy).
+
+    Raises:
+        ValueError: Not an object, an unknown ``kind``, or ``a``, ``b`` (or ``depth``,
+            when present) not finite numbers (``depth`` also >= 0); the message starts
+            with ``source``.
+    """
+    if not isinstance(correction, Mapping):
+        raise ValueError(f'{source}: correction must be a JSON object such as {{"kind": "linear", "a": 1.2, "b": -3.0}}, '
+                         f"got {_short(correction)}")
+    kind = correction.get("kind")
+    if kind != "linear":
+        raise ValueError(f"{source}: unknown correction kind {kind!r} (this hwnas applies 'linear')")
+    for key in ("a", "b"):
+        _field(correction, key, "number", source, "correction.")
+    _field(correction, "depth", "number", source, "correction.", default=None, minimum=0)
+    return dict(correction)
+
+
+def _read_document(path: str | os.PathLike, expected_format: str, versions: tuple[int, ...]) -> dict[str, Any]:
+    """:func:`hwnas._io.read_json`, with a folder named as a folder rather than a missing file."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{os.fspath(path)} is a folder; give the {expected_format} JSON file inside it")
+    return read_json(path, expected_format, versions)
+
+
+@functools.lru_cache(maxsize=64)
+def _registered_space_keys(name: str, version: int, resolution: int, width: float,
+                           options_json: str) -> Optional[tuple[str, str, list[dict[str, str]], int]]:
+    """``(stem key, head key, layer_entry_keys, head channels)`` of a registered space, as an architecture
+    names it (cached: callers must not modify the result); ``None`` when it is not
+    registered at that version (a user-defined space cannot be rebuilt from an
+    architecture alone)."""
+    from hwnas.spaces import get_space, list_spaces
+
+    if name not in list_spaces():
+        return None
+    options = json.loads(options_json)
+    options.pop("resolution", None)
+    try:
+        space = get_space(name, resolution=resolution, width=width, **options)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"cannot rebuild space {name!r} with the architecture's options {options} to check it "
+                         f"against the latency table: {exc}") from None
+    if space.version != version:
+        return None
+    return stem_key(space), head_key(space), layer_entry_keys(space), space.head_channels
 
 
 @dataclass
@@ -91,15 +224,28 @@ class TableEntry:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TableEntry":
+    def from_dict(cls, data: Mapping[str, Any], source: str = "table entry", prefix: str = "",
+                  allow_negative: bool = False) -> "TableEntry":
+        """Reads an entry, checking every field.
+
+        Args:
+            data: The entry's JSON object.
+            source, prefix: The file and the entry's path in it, for messages.
+            allow_negative: Accept a negative value (a fitted fixed part), not only >= 0.
+
+        Raises:
+            ValueError: A missing or mistyped field, or a value that is not a finite
+                number (>= 0 unless ``allow_negative``).
+        """
+        block, c_in, c_out, stride, in_hw = _shape_fields(data, source, prefix)
         return cls(
-            value=float(data["value"]),
-            block=str(data["block"]),
-            c_in=int(data["c_in"]),
-            c_out=int(data["c_out"]),
-            stride=int(data["stride"]),
-            in_hw=(int(data["in_hw"][0]), int(data["in_hw"][1])),
-            stats=dict(data.get("stats") or {}),
+            value=_field(data, "value", "number", source, prefix, minimum=None if allow_negative else 0),
+            block=block,
+            c_in=c_in,
+            c_out=c_out,
+            stride=stride,
+            in_hw=in_hw,
+            stats=_field(data, "stats", "object", source, prefix, default={}),
         )
 
 
@@ -120,6 +266,8 @@ class LatencyTable:
             ``"depth": c`` when it has a depth term, see :func:`apply_correction`) or ``None``.
         source: ``"measured"``, ``"least_squares"``, ``"refined"`` or ``"user"``.
         complete: Whether every key of :meth:`required_keys` has an entry.
+        head_channels: Width of the head's 1x1 convolution, which the head's entry key
+            does not name (``None`` in tables written before it was stored).
     """
 
     space: str
@@ -137,6 +285,7 @@ class LatencyTable:
     correction: Optional[dict[str, Any]] = None
     source: str = "measured"
     notes: dict[str, Any] = field(default_factory=dict)
+    head_channels: Optional[int] = None
 
     # ------------------------------------------------------------------ construction
 
@@ -152,6 +301,7 @@ class LatencyTable:
             layers=layer_entry_keys(space),
             stem_key=stem_key(space),
             head_key=head_key(space),
+            head_channels=space.head_channels,
             **kwargs,
         )
 
@@ -180,9 +330,86 @@ class LatencyTable:
 
     # ------------------------------------------------------------------ prediction
 
+    def _key_mismatch(self, stem: str, head: str, layers: Sequence[Any],
+                      choices: Optional[Sequence[str]] = None) -> Optional[str]:
+        """What differs between this table's entry keys and those of another space shape.
+
+        Args:
+            stem, head: The other shape's stem and head keys.
+            layers: Per layer a ``{choice: key}`` mapping (or its ``(choice, key)`` pairs).
+            choices: Compare only these choices' keys, one per layer (what one
+                architecture needs); without them every layer must be the same,
+                choice order included.
+
+        Returns:
+            A description of the first difference, or ``None``.
+        """
+        if stem != self.stem_key:
+            return f"stem entry {stem!r} where the table has {self.stem_key!r} (different in_channels or stem?)"
+        if head != self.head_key:
+            return f"head entry {head!r} where the table has {self.head_key!r} (different num_classes or last layer?)"
+        if len(layers) != len(self.layers):
+            return f"{len(layers)} searchable layers where the table has {len(self.layers)}"
+        for index, (mine, theirs) in enumerate(zip(self.layers, layers)):
+            mine, theirs = list(mine.items()), list(dict(theirs).items())
+            if choices is not None:
+                # Only the chosen block's key; a choice missing on either side is reported elsewhere.
+                mine, theirs = ([(c, k) for c, k in pairs if c == choices[index]] for pairs in (mine, theirs))
+                if not mine or not theirs:
+                    continue
+            if mine == theirs:
+                continue
+            if [c for c, _ in mine] != [c for c, _ in theirs]:
+                return f"layer {index} candidates {[c for c, _ in theirs]} where the table has {[c for c, _ in mine]}"
+            (_, key), (_, table_key) = next((t, m) for t, m in zip(theirs, mine) if t != m)
+            return f"layer {index} entry {key!r} where the table has {table_key!r} (different widths or shapes?)"
+        return None
+
+    def check_space(self, space: Any, require_complete: bool = False) -> None:
+        """Raises ``ValueError`` unless this table was built for ``space`` as it is defined now.
+
+        Compares the name, version, resolution and width, then every entry key the
+        space needs (stem, each layer's candidates in order, head), which also covers
+        ``in_channels``, ``num_classes``, stage shapes and candidate lists.
+
+        Args:
+            space: A :class:`~hwnas.spaces.SearchSpace`.
+            require_complete: Also refuse a table with missing entries.
+        """
+        if (self.space, self.space_version, self.resolution) != (space.name, space.version, space.resolution):
+            raise ValueError(
+                f"latency table is for {self.space} v{self.space_version} at {self.resolution}x{self.resolution}, "
+                f"the search space is {space.name} v{space.version} at {space.resolution}x{space.resolution}"
+            )
+        if not math.isclose(self.width, space.width, rel_tol=0, abs_tol=1e-12):
+            raise ValueError(f"latency table is for width {self.width:g}, the search space has width {space.width:g}")
+        problem = self._key_mismatch(stem_key(space), head_key(space), layer_entry_keys(space))
+        if problem:
+            raise ValueError(f"latency table keys do not match the search space's layer shapes: the space has "
+                             f"{problem}; build a table for this space")
+        if self.head_channels is not None and self.head_channels != space.head_channels:
+            raise ValueError(f"latency table is for a head of {self.head_channels} channels, the search space's has "
+                             f"{space.head_channels}; build a table for this space")
+        if require_complete:
+            missing = self.missing_keys()
+            if missing:
+                raise ValueError(f"latency table is incomplete: {len(missing)} entries missing, e.g. {missing[0]!r}")
+
     def _check_arch(self, arch: Any) -> None:
+        """Raises ``ValueError`` unless ``arch`` belongs to the space shape this table was built for.
+
+        Checks the fields the architecture carries (space, version, layer count,
+        resolution, width, channel widths) and, for a registered space, the entry
+        keys of the space rebuilt from the architecture's options (``in_channels``,
+        ``num_classes``, candidates...). An architecture of a user-defined space
+        carries no definition to rebuild: check the table against that space with
+        :meth:`check_space`.
+        """
         if arch.space != self.space:
             raise ValueError(f"architecture of space {arch.space!r} given to a table for space {self.space!r}")
+        version = getattr(arch, "space_version", self.space_version)
+        if version != self.space_version:
+            raise ValueError(f"architecture of {arch.space} v{version} given to a table for v{self.space_version}")
         if len(arch.choices) != len(self.layers):
             raise ValueError(f"architecture has {len(arch.choices)} layers, the table {len(self.layers)}")
         if arch.resolution != self.resolution:
@@ -190,13 +417,29 @@ class LatencyTable:
                 f"architecture resolution {arch.resolution} differs from the table's {self.resolution}; "
                 "build a table at that resolution or use a learned predictor"
             )
-        if arch.extras.get("channels") is not None:
+        width = float(getattr(arch, "width", self.width))
+        if not math.isclose(width, self.width, rel_tol=0, abs_tol=1e-12):
+            raise ValueError(f"architecture width {width:g} differs from the table's {self.width:g}; "
+                             "build a table at that width")
+        extras = getattr(arch, "extras", None) or {}
+        if extras.get("channels") is not None:
             widest = [int(layer_key_c_out(next(iter(layer.values())))) for layer in self.layers]
-            if list(map(int, arch.extras["channels"])) != widest:
+            if list(map(int, extras["channels"])) != widest:
                 raise ValueError(
                     "architecture chooses channel widths the table was not built for; use a learned "
                     "predictor (hwnas.latency.predictors) for channel-searchable spaces"
                 )
+        space_options = getattr(arch, "space_options", None)
+        options = json.dumps(dict(space_options), sort_keys=True, default=repr) if space_options else "{}"
+        keys = _registered_space_keys(arch.space, version, int(arch.resolution), width, options)
+        if keys is not None and self.head_channels is not None and keys[3] != self.head_channels:
+            raise ValueError(f"the architecture's space ({arch.space} with options {json.loads(options)}) has a head of "
+                             f"{keys[3]} channels; this table was built for {self.head_channels}")
+        if keys is not None and keys[:3] != (self.stem_key, self.head_key, self.layers):  # the same: nothing to compare
+            problem = self._key_mismatch(*keys[:3], choices=arch.choices)
+            if problem:
+                raise ValueError(f"the architecture's space ({arch.space} with options {json.loads(options)}) has "
+                                 f"{problem}; this table was built for another shape of the space")
 
     def raw_sum(self, arch: Any) -> float:
         """FBNet eq. 3 without correction: stem + sum over layers + head."""
@@ -241,7 +484,11 @@ class LatencyTable:
                 or ``"auto"`` (linear if fitted, else none).
 
         Raises:
-            ValueError: Unknown correction, or one the table has no data for.
+            ValueError: Unknown correction, or one the table has no data for; or an
+                architecture of another space, version, resolution or width, or (of a
+                registered space) with other ``in_channels``, ``num_classes`` or
+                layer shapes. An architecture of a user-defined space does not carry
+                its definition: check the table with :meth:`check_space` once.
         """
         raw = self.raw_sum(arch)
         if correction == "auto":
@@ -255,8 +502,9 @@ class LatencyTable:
         if correction == "linear":
             if not self.correction:
                 raise ValueError("this table has no fitted correction; run validation with calibration first")
-            depth = self.num_blocks(arch) ** 2 if self.correction.get("depth") else None
-            return apply_correction(self.correction, raw, depth)
+            fitted = check_correction(self.correction)
+            depth = self.num_blocks(arch) ** 2 if fitted.get("depth") else None
+            return apply_correction(fitted, raw, depth)
         raise ValueError(f"correction must be 'none', 'overhead', 'linear' or 'auto', got {correction!r}")
 
     def layer_costs(self, layer: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -266,6 +514,9 @@ class LatencyTable:
 
     def expected_latency(self, probs: Sequence[torch.Tensor] | torch.Tensor, include_fixed: bool = True) -> torch.Tensor:
         """FBNet eq. 9: ``sum_l sum_i probs[l][i] * LUT(l, i)`` (+ stem + head), differentiable.
+
+        Probabilities carry no space: check the table against the supernet's space
+        once with :meth:`check_space`.
 
         Args:
             probs: Per layer, a tensor of candidate probabilities in the layer's
@@ -321,7 +572,12 @@ class LatencyTable:
     # ------------------------------------------------------------------ combination
 
     def check_compatible(self, other: "LatencyTable", allow_mixed: bool = False) -> None:
-        """Refuses to combine tables of different spaces or (unless allowed) fingerprints."""
+        """Refuses to combine tables of different spaces or (unless allowed) fingerprints.
+
+        Tables are of the same space when name, version, resolution and width agree and
+        so do all entry keys (a table of another ``in_channels``, ``num_classes`` or
+        candidate list has other stem, head or layer keys).
+        """
         same_space = (self.space, self.space_version, self.resolution, self.width) == (
             other.space, other.space_version, other.resolution, other.width)
         if not same_space:
@@ -329,6 +585,12 @@ class LatencyTable:
                 f"tables are for different spaces: {self.space} v{self.space_version} @ {self.resolution} width "
                 f"{self.width} vs {other.space} v{other.space_version} @ {other.resolution} width {other.width}"
             )
+        problem = self._key_mismatch(other.stem_key, other.head_key, other.layers)
+        if not problem and None not in (self.head_channels, other.head_channels) and \
+                self.head_channels != other.head_channels:
+            problem = f"a head of {other.head_channels} channels, this one {self.head_channels}"
+        if problem:
+            raise ValueError(f"tables are for different shapes of space {self.space!r}: the other has {problem}")
         if (self.metric, self.unit) != (other.metric, other.unit):
             raise ValueError(f"tables measure different things: {self.metric}/{self.unit} vs {other.metric}/{other.unit}")
         diffs = fingerprint_differences(self.fingerprint, other.fingerprint)
@@ -367,6 +629,7 @@ class LatencyTable:
             "correction": self.correction,
             "stem_key": self.stem_key,
             "head_key": self.head_key,
+            "head_channels": self.head_channels,
             "layers": self.layers,
             "entries": {k: e.to_dict() for k, e in self.entries.items()},
             "notes": self.notes,
@@ -374,26 +637,51 @@ class LatencyTable:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "table") -> "LatencyTable":
+        """Reads a table document, checking every field.
+
+        Entry values must be finite and >= 0; only the stem entry of a ``"refined"``
+        table (a fitted fixed part, see
+        :func:`~hwnas.latency.predictors.refine_table_from_models`) may be negative.
+
+        Raises:
+            ValueError: Another format or version, or a missing or malformed field;
+                the message names ``source`` and the field.
+        """
         check_format(data, TABLE_FORMAT, (TABLE_FORMAT_VERSION,), source)
         try:
+            layers = _field(data, "layers", "list", source)
+            for index, layer in enumerate(layers):
+                if not isinstance(layer, Mapping) or not all(isinstance(v, str) for v in layer.values()):
+                    raise ValueError(f"{source}: layers[{index}] must be an object {{choice: entry key}}, "
+                                     f"got {_short(layer)}")
+            stored = _field(data, "entries", "object", source)
+            table_source = _field(data, "source", "str", source, default="measured")
+            stem = _field(data, "stem_key", "str", source)
+            entries = {
+                key: TableEntry.from_dict(value, source, f"entries[{key!r}].",
+                                          allow_negative=key == stem and table_source == "refined")
+                for key, value in stored.items()
+            }
+            correction = data.get("correction")
             return cls(
-                space=str(data["space"]),
-                space_version=int(data["space_version"]),
-                resolution=int(data["resolution"]),
-                width=float(data["width"]),
-                fingerprint=dict(data["fingerprint"]),
-                layers=[dict(layer) for layer in data["layers"]],
-                stem_key=str(data["stem_key"]),
-                head_key=str(data["head_key"]),
-                entries={k: TableEntry.from_dict(v) for k, v in data["entries"].items()},
-                metric=str(data.get("metric", "latency")),
-                unit=str(data.get("unit", "us")),
-                call_overhead=None if data.get("call_overhead") is None else float(data["call_overhead"]),
-                correction=data.get("correction"),
-                source=str(data.get("source", "measured")),
-                notes=dict(data.get("notes") or {}),
+                space=_field(data, "space", "str", source),
+                space_version=_field(data, "space_version", "int", source, minimum=1),
+                resolution=_field(data, "resolution", "int", source, minimum=1),
+                width=_field(data, "width", "number", source, minimum=1e-12),
+                fingerprint=_field(data, "fingerprint", "object", source),
+                layers=[dict(layer) for layer in layers],
+                stem_key=stem,
+                head_key=_field(data, "head_key", "str", source),
+                head_channels=_field(data, "head_channels", "int", source, default=None, minimum=0),
+                entries=entries,
+                metric=_field(data, "metric", "str", source, default="latency"),
+                unit=_field(data, "unit", "str", source, default="us"),
+                call_overhead=_field(data, "call_overhead", "number", source, default=None, minimum=0),
+                correction=None if correction is None else check_correction(correction, source),
+                source=table_source,
+                notes=_field(data, "notes", "object", source, default={}),
             )
-        except (KeyError, TypeError, IndexError) as exc:
+        except (KeyError, TypeError, IndexError, AttributeError) as exc:
             raise ValueError(f"{source}: malformed latency table ({exc!r})") from exc
 
     def save(self, path: str | os.PathLike, fsync: bool = True) -> None:
@@ -402,7 +690,15 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "LatencyTable":
-        return cls.from_dict(read_json(path, TABLE_FORMAT, (TABLE_FORMAT_VERSION,)), source=os.fspath(path))
+        """Reads a table file (see :meth:`from_dict` for what is checked).
+
+        Raises:
+            FileNotFoundError: No such file.
+            IsADirectoryError: ``path`` is a folder.
+            ValueError: Not JSON, another format or version, or a malformed field;
+                the message names the file and the field.
+        """
+        return cls.from_dict(_read_document(path, TABLE_FORMAT, (TABLE_FORMAT_VERSION,)), source=os.fspath(path))
 
     def __repr__(self) -> str:
         return (
@@ -432,11 +728,10 @@ def apply_correction(correction: Mapping[str, Any], raw: Any, blocks_squared: An
             required when the correction has a depth term.
 
     Raises:
-        ValueError: Unknown kind, or a depth term without ``blocks_squared``.
+        ValueError: Not a valid correction (see :func:`check_correction`), or a depth
+            term without ``blocks_squared``.
     """
-    kind = correction.get("kind")
-    if kind != "linear":
-        raise ValueError(f"unknown correction kind {kind!r}")
+    correction = check_correction(correction)
     value = raw * float(correction["a"]) + float(correction["b"])
     depth = float(correction.get("depth") or 0.0)
     if depth:

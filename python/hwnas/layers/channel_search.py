@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 from collections.abc import Sequence
 from typing import Callable, Optional
 
@@ -55,6 +57,8 @@ class ChannelSearchConv2d(ArchChoice):
         ``H' = (H + 2 * (kernel_size // 2) - kernel_size) // stride + 1``.
     """
 
+    _PER_FORWARD = ("last_gates", "expected_out_channels", "expected_macs", "expected_latency")
+
     def __init__(
         self,
         in_channels: int,
@@ -72,9 +76,16 @@ class ChannelSearchConv2d(ArchChoice):
         fixed_index: Optional[int] = None,
         fused: bool = True,
     ) -> None:
-        widths = [int(w) for w in widths]
+        widths = [_whole("a width", w) for w in widths]
         if not widths:
             raise ValueError("ChannelSearchConv2d needs at least one width, got an empty list")
+        for name, value in (("in_channels", in_channels), ("kernel_size", kernel_size), ("stride", stride),
+                            ("groups", groups)):
+            if _whole(name, value) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if activation is not None and (isinstance(activation, nn.Module) or not callable(activation)):
+            raise ValueError(f"activation must be a factory such as nn.ReLU (called once per layer), "
+                             f"got {activation!r}")
         if widths[0] < 1 or any(b <= a for a, b in zip(widths, widths[1:])):
             raise ValueError(f"widths must be positive and strictly increasing, got {widths}")
         if in_channels < 1 or in_channels % groups or widths[-1] % groups:
@@ -147,3 +158,11 @@ class ChannelSearchConv2d(ArchChoice):
         parts = [f"in_channels={self.in_channels}", f"widths={list(self.widths)}", *self._choice_repr()]
         parts.append(f"fused={self.fused}")
         return ", ".join(parts)
+
+
+def _whole(name: str, value: object) -> int:
+    """``value`` as an int if it is an integer (numpy integers too), else ``ValueError``:
+    a width of 2.5 or "258" is a mistake to report, not to round."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return operator.index(value)

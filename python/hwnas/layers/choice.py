@@ -8,6 +8,7 @@ settings once, so every searchable layer behaves the same way.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Optional
 
@@ -81,9 +82,27 @@ class ArchChoice(nn.Module):
 
     @fixed_index.setter
     def fixed_index(self, value: Optional[int]) -> None:
-        if value is not None and not 0 <= int(value) < self.num_choices:
-            raise ValueError(f"fixed_index must be in [0, {self.num_choices}), got {value!r}")
-        self._fixed_index = None if value is None else int(value)
+        if value is not None:
+            # An index, not a number that rounds to one: 1.7 or True are refused.
+            if isinstance(value, bool) or not hasattr(value, "__index__"):
+                raise ValueError(f"fixed_index must be an integer, got {value!r}")
+            value = operator.index(value)
+            if not 0 <= value < self.num_choices:
+                raise ValueError(f"fixed_index must be in [0, {self.num_choices}), got {value!r}")
+        self._fixed_index = value
+
+    # Attributes each forward sets to tensors of its autograd graph (mixture weights,
+    # expectations). A copy or pickle keeps their values, detached: deepcopy refuses
+    # non-leaf tensors, and a copy's parameters are not in the original's graph anyway.
+    _PER_FORWARD: tuple[str, ...] = ()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        for name in self._PER_FORWARD:
+            value = state.get(name)
+            if isinstance(value, Tensor):
+                state[name] = value.detach()
+        return state
 
     def set_latencies(self, latencies: Sequence[float]) -> None:
         """Sets the K per-choice latencies used by ``expected_latency``."""

@@ -57,6 +57,9 @@ class DepthwiseConv2d(nn.Conv2d):
 
     def __init__(self, channels: int, kernel_size, stride=1, padding=0, dilation=1, bias: bool = False,
                  device=None, dtype=None) -> None:
+        if isinstance(padding, str):
+            # The native kernel pads symmetrically by numbers; nn.Conv2d's 'same' may not be.
+            raise ValueError(f"DepthwiseConv2d takes numeric padding (an int or 2 ints), got {padding!r}")
         super().__init__(channels, channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
                          groups=channels, bias=bias, device=device, dtype=dtype)
 
@@ -92,6 +95,10 @@ def swap_in_native_depthwise(model: nn.Module) -> list[tuple[nn.Module, str, nn.
     Returns:
         ``(parent, name, original)`` per replaced module, for :func:`restore_modules`.
     """
+    if is_depthwise(model):
+        # Only a child can be swapped (in its parent); the caller holds the model itself.
+        raise ValueError("the model is itself a depthwise nn.Conv2d: pass a module that contains it "
+                         "(e.g. nn.Sequential(conv)), or use DepthwiseConv2d.sharing(conv)")
     swapped = []
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):

@@ -40,6 +40,14 @@ class MixedLayer(ArchChoice):
     With ``fused=False`` the mixture is the eager ``sum_i m_i * op_i(x)``; both paths
     draw the same random numbers, so under one seed they compute the same thing.
 
+    The mode alone decides the sampling: ``eval()`` does not stop the Gumbel draws (it
+    only switches the candidates' own train/eval behaviour); for a deterministic output
+    use ``softmax`` or ``fixed``. ``torch.compile(fullgraph=True)`` takes the
+    ``softmax``, ``gumbel`` and ``fixed`` modes; ``gumbel_hard`` and ``single_path``
+    pick the branch to run from a sampled value, a graph break. ``latencies`` is a
+    buffer only once set, so a state dict saved with latencies loads into a layer
+    built with them (or pass ``strict=False``).
+
     Args:
         candidates: N candidate blocks (``nn.Module``), all producing one shape.
         mode: initial search mode.
@@ -57,6 +65,8 @@ class MixedLayer(ArchChoice):
         out = layer(x)
         loss = task_loss(out) + 0.1 * layer.expected_latency
     """
+
+    _PER_FORWARD = ("last_weights", "expected_latency")
 
     def __init__(
         self,

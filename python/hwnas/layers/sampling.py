@@ -59,6 +59,7 @@ def check_temperature(temperature: float) -> float:
 
 def gumbel_softmax_sample(logits: Tensor, temperature: float) -> Tensor:
     """``softmax((logits + G) / temperature)`` with ``G ~ Gumbel(0, 1)``, shape of ``logits``."""
+    temperature = check_temperature(temperature)  # 0 would give NaN weights
     # -log(E) with E ~ Exp(1) is Gumbel(0, 1); exponential_ never returns 0.
     gumbels = -torch.empty_like(logits).exponential_().log()
     return torch.softmax((logits + gumbels) / temperature, dim=-1)

@@ -23,24 +23,9 @@ __all__ = ["Supernet", "check_table_matches_space"]
 
 
 def check_table_matches_space(table, space: SearchSpace) -> None:
-    """Raises ``ValueError`` unless ``table`` was built for ``space`` as defined now."""
-    from hwnas.latency.table import head_key, layer_entry_keys, stem_key
-
-    if (table.space, table.space_version, table.resolution) != (space.name, space.version, space.resolution):
-        raise ValueError(
-            f"latency table is for {table.space} v{table.space_version} at {table.resolution}x{table.resolution}, "
-            f"the search space is {space.name} v{space.version} at {space.resolution}x{space.resolution}"
-        )
-    if abs(table.width - space.width) > 1e-12:
-        raise ValueError(f"latency table is for width {table.width:g}, the search space has width {space.width:g}")
-    if table.layers != layer_entry_keys(space) or table.stem_key != stem_key(space) or table.head_key != head_key(space):
-        raise ValueError(
-            "latency table keys do not match the search space's layer shapes (different in_channels, num_classes "
-            "or candidates?); build a table for this space"
-        )
-    missing = table.missing_keys()
-    if missing:
-        raise ValueError(f"latency table is incomplete: {len(missing)} entries missing, e.g. {missing[0]!r}")
+    """Raises ``ValueError`` unless ``table`` is a complete table of ``space`` as defined now
+    (:meth:`hwnas.latency.LatencyTable.check_space`)."""
+    table.check_space(space, require_complete=True)
 
 
 class Supernet(nn.Module):

@@ -83,12 +83,20 @@ class Architecture:
         if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not math.isfinite(self.width) or self.width <= 0:
             raise ValueError(f"architecture width must be a positive number, got {self.width!r}")
         self.width = float(self.width)
+        if isinstance(self.space_version, bool) or not isinstance(self.space_version, int) or self.space_version < 1:
+            raise ValueError(f"architecture space_version must be a positive integer, got {self.space_version!r}")
         if self.stage_lengths is not None:
-            self.stage_lengths = [int(n) for n in self.stage_lengths]
+            if isinstance(self.stage_lengths, (str, bytes)) or not all(
+                    isinstance(n, int) and not isinstance(n, bool) for n in self.stage_lengths):
+                raise ValueError(f"architecture stage_lengths must be a list of integers, got {self.stage_lengths!r}")
+            self.stage_lengths = list(self.stage_lengths)
             if sum(self.stage_lengths) != len(self.choices) or any(n < 1 for n in self.stage_lengths):
                 raise ValueError(
                     f"stage_lengths {self.stage_lengths} do not partition the {len(self.choices)} choices"
                 )
+        for name in ("space_options", "extras"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"architecture {name} must be a dict, got {getattr(self, name)!r}")
         self.space_options = dict(self.space_options)
         self.extras = dict(self.extras)
 
@@ -148,16 +156,19 @@ class Architecture:
         choices = data["choices"]
         if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
             raise ValueError(f"{source}: 'choices' must be a list of block names, got {choices!r}")
-        return cls(
-            space=str(data["space"]),
-            space_version=int(data["space_version"]),
-            choices=list(choices),
-            resolution=data["resolution"],
-            width=data.get("width", 1.0),
-            stage_lengths=data.get("stage_lengths"),
-            space_options=data.get("space_options") or {},
-            extras=data.get("extras") or {},
-        )
+        try:
+            return cls(
+                space=str(data["space"]),
+                space_version=data["space_version"],
+                choices=list(choices),
+                resolution=data["resolution"],
+                width=data.get("width", 1.0),
+                stage_lengths=data.get("stage_lengths"),
+                space_options=data.get("space_options") or {},
+                extras=data.get("extras") or {},
+            )
+        except ValueError as exc:  # named after the file it came from
+            raise ValueError(f"{source}: {exc}") from None
 
     def to_json(self) -> str:
         return dumps(self.to_dict())

@@ -184,6 +184,9 @@ class SearchSpace:
             if self.resolution not in self.resolution_choices:
                 raise ValueError(f"resolution {self.resolution} is not among resolution_choices {self.resolution_choices}")
 
+        for part, value in (("stem", stem), ("head", head)):
+            if value is not None and not isinstance(value, Mapping):
+                raise ValueError(f"space {self.name!r}: {part} must be a dict, got {value!r}")
         stem = dict(stem or {"out_channels": 16, "kernel": 3, "stride": 2, "activation": "relu"})
         _check_keys(f"space {self.name!r} stem", stem, _STEM_KEYS)
         self.stem_spec = {
@@ -197,12 +200,20 @@ class SearchSpace:
         head_channels = head.get("out_channels", 1984)
         if isinstance(head_channels, bool) or not isinstance(head_channels, int) or head_channels < 0:
             raise ValueError(f"head out_channels must be a non-negative integer, got {head_channels!r}")
+        shrink = head.get("shrink_with_width", True)
+        if not isinstance(shrink, bool):  # bool("false") would be True
+            raise ValueError(f"head shrink_with_width must be true or false, got {shrink!r}")
+        dropout = head.get("dropout", 0.0)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(f"head dropout must be a number in [0, 1), got {dropout!r}")
         self.head_spec = {
             "out_channels": head_channels,
             "activation": head.get("activation", "relu"),
-            "shrink_with_width": bool(head.get("shrink_with_width", True)),
-            "dropout": float(head.get("dropout", 0.0)),
+            "shrink_with_width": shrink,
+            "dropout": float(dropout),
         }
+        if isinstance(stages, (str, bytes, Mapping)) or not isinstance(stages, Sequence):
+            raise ValueError(f"space {self.name!r}: stages must be a list of stage dicts, got {stages!r}")
         if not stages:
             raise ValueError(f"space {self.name!r} has no stages")
         self.stage_specs = [self._normalise_stage(i, s) for i, s in enumerate(stages)]
@@ -397,6 +408,8 @@ class SearchSpace:
             resolution: Input resolution (default: the space's).
             channels: Per-layer output widths for channel-searchable spaces.
         """
+        if choices is None or not isinstance(choices, (str, Sequence)):
+            raise ValueError(f"choices must be a compact architecture string or a list of block names, got {choices!r}")
         if isinstance(choices, str):
             names, lengths = parse_compact(choices)
             if len(lengths) > 1 and lengths != self.stage_lengths:
