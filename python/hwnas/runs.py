@@ -19,6 +19,7 @@ import datetime
 import os
 import random
 import re
+import warnings
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -204,9 +205,13 @@ class RunDir:
     def load_latest(self, stage: str) -> Optional[dict[str, Any]]:
         """The latest checkpoint of ``stage``, or ``None`` if there is none yet.
 
+        A latest checkpoint that cannot be read (damaged on disk: writes are atomic, so
+        an interrupted run never leaves one) is passed over, with a warning, for the
+        newest older one still kept; the run then repeats the epochs in between.
+
         Raises:
-            ValueError: The pointer names a missing file or a checkpoint of an
-                unknown format version.
+            ValueError: The pointer names a missing file, a checkpoint of an unknown
+                format version, or no kept checkpoint can be read.
         """
         pointer_path = self._pointer_path(stage)
         if not os.path.exists(pointer_path):
@@ -215,10 +220,39 @@ class RunDir:
         path = os.path.join(self.path, pointer["file"])
         if not os.path.isfile(path):
             raise ValueError(f"{pointer_path} names {path}, which does not exist; the run folder was edited by hand")
+        try:
+            return _read_checkpoint(path)
+        except _DamagedCheckpoint as damaged:
+            folder = os.path.join(self.path, "checkpoints")
+            pattern = re.compile(rf"^{re.escape(stage)}-epoch-(\d+)\.pt$")
+            older = sorted((int(m.group(1)) for m in map(pattern.match, os.listdir(folder)) if m), reverse=True)
+            for epoch in older:
+                candidate = self.file(self._checkpoint_name(stage, epoch))
+                if epoch >= int(pointer["epoch"]):
+                    continue
+                try:
+                    state = _read_checkpoint(candidate)
+                except _DamagedCheckpoint:
+                    continue
+                warnings.warn(f"{damaged}; resuming from the previous checkpoint {candidate} instead", stacklevel=2)
+                return state
+            raise ValueError(f"{damaged}, and no older checkpoint of {stage!r} is kept to resume from") from None
+
+
+class _DamagedCheckpoint(ValueError):
+    """A checkpoint file torch cannot read."""
+
+
+def _read_checkpoint(path: str) -> dict[str, Any]:
+    try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-        if state.get("format") != CHECKPOINT_FORMAT or state.get("version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{path}: checkpoint format {state.get('format')!r} version {state.get('version')!r} "
-                f"is not supported (expected {CHECKPOINT_FORMAT!r} version {FORMAT_VERSION})"
-            )
-        return state
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, OSError... for a bad file
+        raise _DamagedCheckpoint(f"{path}: the checkpoint cannot be read ({type(exc).__name__}: {exc}); "
+                                 f"the file is damaged") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or state.get("version") != FORMAT_VERSION:
+        found = (state.get("format"), state.get("version")) if isinstance(state, dict) else (type(state).__name__, None)
+        raise ValueError(
+            f"{path}: checkpoint format {found[0]!r} version {found[1]!r} "
+            f"is not supported (expected {CHECKPOINT_FORMAT!r} version {FORMAT_VERSION})"
+        )
+    return state

@@ -142,7 +142,7 @@ def test_bad_inputs_are_reported_not_raised(inputs, capsys):
     assert "--scale-rounds must be >= 0" in capsys.readouterr().err
     # A selection band is about a latency target: refused with the default fbnet objective.
     assert main(["search", "--quiet", "--target-band", "0.1"]) == 1
-    assert "target_band needs an objective with a latency target" in capsys.readouterr().err
+    assert "--objective fbnet does not use --target-band (it takes --alpha, --beta)" in capsys.readouterr().err
     assert main(["train", "--quiet", str(inputs / "nothing.json")]) == 1
     assert "neither an architecture JSON file nor a run folder" in capsys.readouterr().err
     # Refused before any search runs, and no run folder is left behind.
@@ -155,6 +155,16 @@ def test_bad_inputs_are_reported_not_raised(inputs, capsys):
     assert "a search needs at least 4 training examples" in capsys.readouterr().err
     assert main(["search", "--quiet", "--batch-size", "1", "--runs-dir", str(runs)]) == 1
     assert "batch sizes must be at least 2" in capsys.readouterr().err
+    # Options the chosen objective would ignore, and empty choices, are refused.
+    for argv, message in ((["--target-us", "100"], "--objective fbnet does not use --target-us (it takes --alpha, --beta)"),
+                          (["--lambda=3"], "--objective fbnet does not use --lambda"),
+                          (["--objective", "additive", "--beta", "2"], "--objective additive does not use --beta"),
+                          (["--objective", "proxyless", "--target-us", "9", "--alpha", "1"],
+                           "--objective proxyless does not use --alpha"),
+                          (["--choices", ""], "--choices needs comma-separated block names, got ''"),
+                          (["--choices", "k3_e1,,skip"], "--choices needs comma-separated block names")):
+        assert main(["search", "--quiet", "--runs-dir", str(runs), *argv]) == 1
+        assert message in capsys.readouterr().err
     assert not runs.exists() or not os.listdir(runs)
     # A folder given for a file: one line, no traceback.
     assert main(["profile", "fbnet_c", "--json", str(inputs)]) == 1

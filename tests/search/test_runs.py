@@ -69,3 +69,19 @@ def test_written_files_get_the_mode_a_plain_open_would_and_folders_are_refused(t
     with pytest.raises(IsADirectoryError, match="is a folder; give a file path"):
         atomic_write_json(tmp_path, {"format": "t", "version": 1})
     assert sorted(os.listdir(tmp_path)) == ["a.json"]
+
+
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one_or_is_named(tmp_path):
+    run = RunDir(tmp_path / "run", keep_checkpoints=2)
+    for epoch in (1, 2, 3):
+        run.save_checkpoint("search", epoch, {"value": epoch})
+    latest = tmp_path / "run" / "checkpoints" / "search-epoch-0003.pt"
+    latest.write_bytes(latest.read_bytes()[:100])  # damaged on disk
+    with pytest.warns(UserWarning, match=r"search-epoch-0003.pt: the checkpoint cannot be read .* resuming from the "
+                                         r"previous checkpoint .*search-epoch-0002.pt instead"):
+        assert run.load_latest("search")["value"] == 2
+    previous = tmp_path / "run" / "checkpoints" / "search-epoch-0002.pt"
+    previous.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"search-epoch-0003.pt: the checkpoint cannot be read .* and no older "
+                                         r"checkpoint of 'search' is kept to resume from"):
+        run.load_latest("search")

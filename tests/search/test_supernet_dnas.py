@@ -170,7 +170,7 @@ def test_warmup_defaults_to_a_third_of_the_epochs():
 def test_search_config_checks_the_target_band():
     with pytest.raises(ValueError, match="non-negative fraction"):
         SearchConfig(objective={"name": "absolute", "target": 30.0}, target_band=-0.1)
-    with pytest.raises(ValueError, match="non-negative fraction"):
+    with pytest.raises(ValueError, match="target_band must be a finite number, got nan"):
         SearchConfig(objective={"name": "absolute", "target": 30.0}, target_band=float("nan"))
     with pytest.raises(ValueError, match="needs an objective with a latency target"):
         SearchConfig(objective={"name": "fbnet", "alpha": 0.2, "beta": 0.6}, target_band=0.1)
@@ -221,3 +221,43 @@ def test_checkpoint_from_before_a_new_config_field_still_resumes(space, table, s
                         progress=False, log=None)
     with pytest.raises(ValueError, match=r"weight_lr: 0.05 in the checkpoint, 0.01 now"):
         other.load_state_dict(state)
+
+
+def test_search_config_refuses_values_of_the_wrong_kind():
+    # epochs=2.5 ran 3 epochs, True counted as 1, a float batch size failed in the loader.
+    for field, value, message in (("epochs", 2.5, "epochs must be an integer, got 2.5"),
+                                  ("epochs", True, "epochs must be an integer, got True"),
+                                  ("batch_size", 16.0, "batch_size must be an integer"),
+                                  ("seed", 1.5, "seed must be an integer"),
+                                  ("seed", 2**70, r"seed must be in \[0, 2\*\*63\)"),
+                                  ("weight_lr", float("inf"), "weight_lr must be a finite number, got inf"),
+                                  ("weight_momentum", -5, r"weight_momentum must be in \[0, 1\)"),
+                                  ("weight_decay", -1, "weight decays must be >= 0"),
+                                  ("arch_weight_decay", float("nan"), "arch_weight_decay must be a finite number")):
+        with pytest.raises(ValueError, match=message):
+            SearchConfig(**{field: value})
+
+
+def test_a_search_without_a_latency_table_runs_to_its_end(space, splits):
+    config = SearchConfig(epochs=2, warmup_epochs=1, batch_size=16, num_samples=2)
+    result = FBNetSearch(space, None, splits, config, progress=False, log=None).run()
+    assert [record["expected_latency_us"] for record in result.history] == [None, None]
+    assert len(result.architecture.choices) == len(space.layers)
+
+
+def test_a_target_below_the_cheapest_architecture_is_reported(space, table, splits):
+    # The cheapest architecture is skip, skip: 5 + 1 + 1 + 5 = 12 us on the synthetic table.
+    lines = []
+    config = SearchConfig(epochs=1, warmup_epochs=0, batch_size=16, num_samples=2, target_band=0.1,
+                          objective={"name": "hard_target", "target": 1.0})
+    search = FBNetSearch(space, table, splits, config, progress=False, log=lines.append)
+    assert search.cheapest_predicted_latency() == pytest.approx(12.0)
+    assert lines == ["warning: the latency target 1 us is below the cheapest architecture of the space (12 us "
+                     "predicted, every layer's cheapest candidate): the search will end over its target"]
+    search.run()
+    assert any(line.startswith("warning: none of the") and "within the target band" in line for line in lines)
+    # A reachable target says nothing of the kind.
+    lines.clear()
+    FBNetSearch(space, table, splits, SearchConfig(**{**config.to_dict(), "objective": {
+        "name": "hard_target", "target": 12.0}}), progress=False, log=lines.append)
+    assert lines == []

@@ -148,8 +148,24 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
                             "is at least the searched model's, with the same recipe")
 
 
+#: The objective options each objective takes; the others would be ignored without a word.
+_OBJECTIVE_OPTIONS = {
+    "fbnet": ("--alpha", "--beta"),
+    "additive": ("--lambda",),
+    "proxyless": ("--target-us", "--beta", "--target-band"),
+    "hard_target": ("--target-us", "--lambda", "--target-band"),
+    "absolute": ("--target-us", "--lambda", "--target-band"),
+}
+
+
 def _objective_from_args(args: argparse.Namespace) -> dict[str, Any]:
     name = args.objective
+    typed = {word.split("=", 1)[0] for word in getattr(args, "_argv", []) if word.startswith("--")}
+    unused = sorted({option for options in _OBJECTIVE_OPTIONS.values() for option in options
+                     if option in typed and option not in _OBJECTIVE_OPTIONS[name]})
+    if unused:
+        raise ValueError(f"--objective {name} does not use {', '.join(unused)} (it takes "
+                         f"{', '.join(_OBJECTIVE_OPTIONS[name])})")
     if name == "fbnet":
         return {"name": name, "alpha": args.alpha, "beta": args.beta}
     if name == "additive":
@@ -184,9 +200,14 @@ def run_search(args: argparse.Namespace) -> int:
         retrain = None if args.no_retrain else TrainConfig(
             epochs=args.train_epochs, batch_size=args.train_batch_size, lr=args.train_lr,
             weight_decay=args.train_weight_decay, seed=args.seed)
+        choices = None
+        if args.choices is not None:
+            choices = [c.strip() for c in args.choices.split(",")]
+            if not all(choices):
+                raise ValueError(f"--choices needs comma-separated block names, got {args.choices!r}")
         config = PipelineConfig(
             data=args.data, resolution=args.resolution, data_seed=args.data_seed, limit=args.limit, space=args.space,
-            width=args.width, choices=[c.strip() for c in args.choices.split(",")] if args.choices else None,
+            width=args.width, choices=choices,
             target=args.target, threads=args.threads, train_threads=args.train_threads or None, search=search.to_dict(),
             retrain=None if retrain is None else retrain.to_dict(), baseline=args.baseline, calibrate=args.calibrate,
             drift_correction=not args.no_drift_correction, scale_rounds=args.scale_rounds,

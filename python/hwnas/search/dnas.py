@@ -137,6 +137,7 @@ class SearchConfig(DictConfig):
     seed: int = 0
 
     def __post_init__(self) -> None:
+        self.check_field_types()
         if self.epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {self.epochs}")
         if self.warmup_epochs is None:
@@ -157,6 +158,11 @@ class SearchConfig(DictConfig):
                              f"batch_size={self.batch_size}, arch_batch_size={self.arch_batch_size}")
         if not (self.weight_lr > 0 and self.arch_lr > 0):
             raise ValueError(f"learning rates must be positive, got weight_lr={self.weight_lr}, arch_lr={self.arch_lr}")
+        if not 0 <= self.weight_momentum < 1:
+            raise ValueError(f"weight_momentum must be in [0, 1), got {self.weight_momentum}")
+        if self.weight_decay < 0 or self.arch_weight_decay < 0:
+            raise ValueError(f"weight decays must be >= 0, got weight_decay={self.weight_decay}, "
+                             f"arch_weight_decay={self.arch_weight_decay}")
         if self.num_samples < 0:
             raise ValueError(f"num_samples must be non-negative, got {self.num_samples}")
         if self.bn_batches < 0:
@@ -238,7 +244,9 @@ class FBNetSearch:
 
     Args:
         space: The search space.
-        table: Its latency table on the target (see :func:`hwnas.search.tables.cached_table`).
+        table: Its latency table on the target (see :func:`hwnas.search.tables.cached_table`);
+            ``None`` searches on cross-entropy alone (no latency term, candidates ranked
+            by validation loss).
         splits: Data; the search uses ``train`` (split into weight / arch parts) and ``val``.
         config: Hyper-parameters.
         run: Run folder for checkpoints and outputs (``None``: in memory only).
@@ -279,6 +287,20 @@ class FBNetSearch:
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
         self.search_seconds = 0.0
+        target = self.objective.to_dict().get("target")
+        if target is not None and table is not None:
+            cheapest = self.cheapest_predicted_latency()
+            if target < cheapest:
+                self.log(f"warning: the latency target {target:g} us is below the cheapest architecture of the space "
+                         f"({cheapest:.0f} us predicted, every layer's cheapest candidate): the search will end "
+                         f"over its target")
+
+    def cheapest_predicted_latency(self) -> float:
+        """Predicted latency of the architecture made of every layer's cheapest candidate
+        (by table cost): the least a latency target can ask of this space."""
+        choices = [layer.choices[int(torch.argmin(self.table.layer_costs(index)))]
+                   for index, layer in enumerate(self.space.layers)]
+        return float(self.table.predict(self.space.make_arch(choices)))
 
     def calibrated(self, raw: torch.Tensor, blocks_squared: torch.Tensor) -> torch.Tensor:
         """``raw`` table sum -> the table's prediction: its fitted ``a * raw + b`` (plus
@@ -382,16 +404,18 @@ class FBNetSearch:
         with _frozen(list(net.weight_parameters())):
             for x, y in self._batches(self.arch_data, self.config.arch_batch_size, f"epoch {epoch + 1}/{self.config.epochs} architecture"):
                 ce = F.cross_entropy(net(x), y)
-                lat = self._mask_latency()
-                loss = self.objective(ce, lat)
+                # Without a table the architecture is searched on accuracy alone.
+                lat = self._mask_latency() if self.table is not None else None
+                loss = self.objective(ce, lat) if lat is not None else ce
                 self.arch_optimizer.zero_grad(set_to_none=True)
                 (loss / self.loss_scale).backward()
                 self.arch_optimizer.step()
                 seen += len(y)
                 loss_sum += float(loss.detach()) * len(y)
                 ce_sum += float(ce.detach()) * len(y)
-                lat_sum += float(lat.detach()) * len(y)
-        return {"arch_loss": loss_sum / seen, "arch_ce": ce_sum / seen, "arch_mask_latency_us": lat_sum / seen}
+                lat_sum += float(lat.detach()) * len(y) if lat is not None else 0.0
+        return {"arch_loss": loss_sum / seen, "arch_ce": ce_sum / seen,
+                "arch_mask_latency_us": lat_sum / seen if self.table is not None else None}
 
     def run_epoch(self) -> dict[str, Any]:
         """Runs epoch ``self.epoch`` (weights, then architecture after warm-up) and records it."""
@@ -408,7 +432,7 @@ class FBNetSearch:
         self.scheduler.step()
         derived = self.supernet.derive()
         with torch.no_grad():
-            record["expected_latency_us"] = float(self._distribution_latency())
+            record["expected_latency_us"] = float(self._distribution_latency()) if self.table is not None else None
         record["derived"] = derived.to_string()
         record["derived_predicted_latency_us"] = self.table.predict(derived) if self.table is not None else None
         record["probabilities"] = [[round(v, 6) for v in p.tolist()] for p in self.supernet.probabilities()]
@@ -502,6 +526,9 @@ class FBNetSearch:
             archs.setdefault(arch.key(), (arch, "sample"))
         rows = [self.evaluate_architecture(arch, kind) for arch, kind in archs.values()]
         rows.sort(key=lambda row: (not row.get("within_target_band", True), row["score"]))
+        if rows and rows[0].get("within_target_band") is False:
+            self.log(f"warning: none of the {len(rows)} candidates is predicted within the target band; the best "
+                     f"outside it is kept ({rows[0]['predicted_latency_us']:.0f} us predicted)")
         baseline = mobilenet_v2_style_choices(self.space)
         if baseline is not None:
             # A reference point for the plots, evaluated on the same footing; never selected.

@@ -69,6 +69,7 @@ class TrainConfig(DictConfig):
     seed: int = 0
 
     def __post_init__(self) -> None:
+        self.check_field_types()
         if self.epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 2:
