@@ -152,3 +152,10 @@ def test_a_layer_after_a_forward_deep_copies_with_its_expectations_detached():
     copied = copy.deepcopy(layer)
     torch.testing.assert_close(copied.expected_out_channels, torch.tensor(6.0))  # (4 + 8) / 2
     assert copied.expected_macs.grad_fn is None and layer.expected_macs.grad_fn is not None
+
+
+def test_negative_latencies_are_refused():
+    with pytest.raises(ValueError, match=r"latencies must be >= 0 .*got \[-1.0, 3.0\]"):
+        ChannelSearchConv2d(3, [4, 8], latencies=[-1, 3])
+    layer = ChannelSearchConv2d(3, [4, 8], latencies=[0, 3])
+    torch.testing.assert_close(layer.latencies, torch.tensor([0.0, 3.0]))

@@ -279,3 +279,18 @@ def test_sampling_refuses_a_temperature_that_would_give_nan_weights():
 
     with pytest.raises(ValueError, match="temperature must be positive"):
         sample_mixture(torch.zeros(3), "gumbel", 0.0)
+
+
+@pytest.mark.parametrize("latencies", [[-1.0, 3.0], [2.0, -1e-6]])
+def test_negative_latencies_are_refused(latencies):
+    # Latencies (and energies) are costs: a negative one would reward a search for choosing that block.
+    with pytest.raises(ValueError, match=r"latencies must be >= 0 .*got \[.*-"):
+        MixedLayer([nn.Identity()] * 2, latencies=latencies)
+    layer = MixedLayer([nn.Identity()] * 2, latencies=[1.0, 2.0])
+    with pytest.raises(ValueError, match="latencies must be >= 0"):
+        layer.set_latencies(latencies)
+    torch.testing.assert_close(layer.latencies, torch.tensor([1.0, 2.0]))  # unchanged
+    # A zero cost (a skip) is fine.
+    MixedLayer([nn.Identity()] * 2, latencies=[0.0, 3.0])
+    with pytest.raises(ValueError, match="latencies must be 2 numbers"):
+        MixedLayer([nn.Identity()] * 2, latencies=["fast", "slow"])

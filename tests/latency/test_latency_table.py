@@ -282,3 +282,64 @@ def test_a_table_knows_the_width_of_the_head_its_key_does_not_name(tmp_path):
     del data["head_channels"]
     path.write_text(json.dumps(data))
     assert LatencyTable.load(path).head_channels is None
+
+
+@pytest.mark.parametrize("a", [-1.0, 0, 0.0, -1e-9])
+def test_a_correction_must_scale_by_a_positive_a(tiny_space, tmp_path, a):
+    # a <= 0 would make slower models look faster (or remove the latency signal) in a search.
+    from hwnas.latency.table import apply_correction, check_correction
+
+    with pytest.raises(ValueError, match=r"latency table: correction.a must be a finite number > 0 .*got "):
+        check_correction({"kind": "linear", "a": a, "b": 10.0})
+    with pytest.raises(ValueError, match="correction.a must be a finite number > 0"):
+        apply_correction({"kind": "linear", "a": a, "b": 10.0}, 100.0)
+    table = _synthetic_table(tiny_space)
+    table.correction = {"kind": "linear", "a": a, "b": 10.0}
+    with pytest.raises(ValueError, match="correction.a must be a finite number > 0"):
+        table.predict(tiny_space.sample(seed=0))
+    path = tmp_path / "t.json"
+    table.save(path)
+    with pytest.raises(ValueError, match="t.json: correction.a must be a finite number > 0"):
+        LatencyTable.load(path)
+
+
+def test_a_correction_refuses_a_negative_depth_and_a_non_number_a_but_accepts_a_negative_b():
+    from hwnas.latency.table import check_correction
+
+    with pytest.raises(ValueError, match="correction.depth must be a finite number >= 0, got -0.5"):
+        check_correction({"kind": "linear", "a": 1.0, "b": 0.0, "depth": -0.5})
+    for a in ("1.2", True, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="correction.a must be a finite number"):
+            check_correction({"kind": "linear", "a": a, "b": 0.0})
+    with pytest.raises(ValueError, match="correction.b must be a finite number"):
+        check_correction({"kind": "linear", "a": 1.0, "b": float("nan")})
+    # The fits remove per-call overhead whole models do not pay: b = -a * offset < 0 is normal.
+    assert check_correction({"kind": "linear", "a": 0.9, "b": -3.0, "depth": 0.0})["b"] == -3.0
+
+
+def test_every_correction_the_fits_produce_passes_the_check():
+    # Noisy calibration data of every kind: proportional (with and without offset), the
+    # affine fit held above its floor, the depth fit and its fallback (depth 0).
+    import numpy as np
+
+    from hwnas.latency.table import check_correction
+    from hwnas.latency.validation import fit_linear_correction
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(2, 12))
+        raw = rng.uniform(20.0, 2000.0, n)
+        blocks_squared = rng.integers(0, 23, n).astype(float) ** 2
+        # Measurements loosely, sometimes inversely, related to the sums.
+        measured = np.abs(rng.normal(1.0, 0.6, n)) * (raw if trial % 2 else raw[::-1]) + rng.uniform(1.0, 50.0, n)
+        floor = float(raw.min()) * rng.uniform(0.1, 1.0)
+        offset = float(rng.uniform(0.0, 2.0 * raw.min()))
+        fits = [
+            fit_linear_correction(raw, measured, intercept=False),
+            fit_linear_correction(raw, measured, intercept=False, offset=offset),
+            fit_linear_correction(raw, measured, floor=floor),
+            fit_linear_correction(raw, measured, intercept=False, offset=offset, blocks_squared=blocks_squared),
+        ]
+        for fit in fits:
+            checked = check_correction(fit)
+            assert checked["a"] > 0 and checked.get("depth", 0.0) >= 0

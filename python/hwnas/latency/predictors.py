@@ -22,6 +22,8 @@ training data and the fitted hyperparameters; loading refits deterministically
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 import os
 import warnings
 from dataclasses import asdict, dataclass
@@ -33,7 +35,7 @@ import torch
 from torch import nn
 
 from hwnas._io import write_json
-from .table import LatencyTable, TableEntry, _field, _read_document, _shape_fields, entry_key, layer_entry_keys
+from .table import LatencyTable, TableEntry, _field, _read_document, _short, _shape_fields, entry_key, layer_entry_keys
 
 __all__ = [
     "BlockConfig",
@@ -94,6 +96,40 @@ FEATURE_NAMES = (
 _ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.BatchNorm2d, nn.Sigmoid, nn.Hardswish, nn.Hardsigmoid, nn.SiLU)
 
 
+def _check_batch(batch: Any) -> int:
+    """``batch`` as an int, checked to be a positive integer (``True`` and ``1.5`` are refused)."""
+    if isinstance(batch, bool) or not hasattr(batch, "__index__"):
+        raise ValueError(f"batch must be a positive integer (the batch size the features are counted at), "
+                         f"got {_short(batch)}")
+    batch = operator.index(batch)
+    if batch < 1:
+        raise ValueError(f"batch must be a positive integer (the batch size the features are counted at), got {batch}")
+    return batch
+
+
+def _costs(values: Any, name: str, positive: bool, why: str = "costs: latencies or energies") -> np.ndarray:
+    """``values`` as a 1-D float array of finite costs, ``> 0`` if ``positive`` else ``>= 0``.
+
+    Raises:
+        ValueError: Not numbers, not one value per row, or a value out of range; the
+            message names ``name``, the first bad value and its index.
+    """
+    try:
+        y = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a sequence of numbers, got {_short(values)}") from None
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be a flat sequence of numbers (one per row), got an array of shape {y.shape}")
+    bad = ~np.isfinite(y) | ((y <= 0) if positive else (y < 0))
+    if np.any(bad):
+        index = int(np.flatnonzero(bad)[0])
+        more = f" ({int(bad.sum())} such values)" if bad.sum() > 1 else ""
+        bound = "positive" if positive else ">= 0"
+        raise ValueError(f"{name} must be finite and {bound} ({why}), "
+                         f"got {float(y[index])!r} at index {index}{more}")
+    return y
+
+
 @lru_cache(maxsize=4096)
 def _features_cached(config: BlockConfig, batch: int) -> tuple[float, ...]:
     from hwnas.spaces import build_block
@@ -133,8 +169,12 @@ def _features_cached(config: BlockConfig, batch: int) -> tuple[float, ...]:
 
 
 def block_features(config: BlockConfig | Mapping[str, Any] | tuple, batch: int = 1) -> np.ndarray:
-    """Operator features of a block at a shape (see :data:`FEATURE_NAMES`), counted by running it once."""
-    return np.asarray(_features_cached(BlockConfig.coerce(config), int(batch)), dtype=float)
+    """Operator features of a block at a shape (see :data:`FEATURE_NAMES`), counted by running it once.
+
+    Raises:
+        ValueError: ``batch`` is not a positive integer, or ``config`` is not a block configuration.
+    """
+    return np.asarray(_features_cached(BlockConfig.coerce(config), _check_batch(batch)), dtype=float)
 
 
 def table_training_data(table: LatencyTable) -> tuple[list[BlockConfig], np.ndarray]:
@@ -155,9 +195,13 @@ class BlockCostPredictor:
         kind: ``"bayesian_ridge"`` (HURRICANE: linear in the features, with
             uncertainty) or ``"gaussian_process"`` (log-features to log-cost,
             anisotropic RBF + white noise kernel).
-        batch: Batch size the features are counted at (match the measurements).
+        batch: Batch size the features are counted at (match the measurements): a
+            positive integer.
         metric, unit: What the cost is (``"latency"``/``"us"``, ``"energy"``/``"mJ"``).
         fingerprint: Where the training costs were measured (stored with the predictor).
+
+    Raises:
+        ValueError: An unknown ``kind`` or a ``batch`` that is not a positive integer.
     """
 
     KINDS = ("bayesian_ridge", "gaussian_process")
@@ -167,7 +211,7 @@ class BlockCostPredictor:
         if kind not in self.KINDS:
             raise ValueError(f"predictor kind must be one of {self.KINDS}, got {kind!r}")
         self.kind = kind
-        self.batch = int(batch)
+        self.batch = _check_batch(batch)
         self.metric = metric
         self.unit = unit
         self.fingerprint = dict(fingerprint or {})
@@ -186,18 +230,24 @@ class BlockCostPredictor:
     def fit(self, configs: Sequence[Any], values: Sequence[float], _kernel_theta: Optional[list[float]] = None) -> "BlockCostPredictor":
         """Fits the predictor to measured costs.
 
+        Args:
+            configs: Block configurations (:class:`BlockConfig`, dicts or 5-tuples).
+            values: Their measured costs (latencies or energies): finite and ``>= 0``,
+                and ``> 0`` for ``"gaussian_process"`` (it models log cost).
+
         Raises:
-            ValueError: Lengths differ, fewer than 3 rows, or a non-positive cost
-                (Gaussian process: costs are modelled in log space).
+            ValueError: Lengths differ, fewer than 3 rows, or a non-finite or negative
+                cost (a zero one too for the Gaussian process).
         """
         configs = [BlockConfig.coerce(c) for c in configs]
-        y = np.asarray(values, dtype=float)
+        if self.kind == "gaussian_process":
+            y = _costs(values, "values", positive=True, why="gaussian_process models log cost")
+        else:
+            y = _costs(values, "values", positive=False)
         if len(configs) != y.size:
             raise ValueError(f"{len(configs)} block configurations but {y.size} values")
         if y.size < 3:
             raise ValueError(f"need at least 3 measurements to fit a predictor, got {y.size}")
-        if self.kind == "gaussian_process" and np.any(y <= 0):
-            raise ValueError("gaussian_process models log cost: every value must be positive")
         x = self._design(configs)
         mean, std = x.mean(axis=0), x.std(axis=0)
         std[std == 0] = 1.0
@@ -277,7 +327,10 @@ class BlockCostPredictor:
         if not 0 < test_fraction < 1:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
         configs = [BlockConfig.coerce(c) for c in configs]
-        y = np.asarray(values, dtype=float)
+        positive = self.kind == "gaussian_process"
+        y = _costs(values, "values", positive, "gaussian_process models log cost" if positive else "costs: latencies or energies")
+        if len(configs) != y.size:
+            raise ValueError(f"{len(configs)} block configurations but {y.size} values")
         order = np.random.default_rng(seed).permutation(len(configs))
         n_test = max(2, int(round(test_fraction * len(configs))))
         test, train = order[:n_test], order[n_test:]
@@ -343,9 +396,22 @@ class BlockCostPredictor:
         return predictor
 
 
-def _check_layers(arch: Any, layer_keys: Sequence[Mapping[str, str]]) -> None:
+def _check_layers(arch: Any, layer_keys: Sequence[Mapping[str, str]], index: Optional[int] = None) -> None:
+    which = "architecture" if index is None else f"archs[{index}]"
     if len(arch.choices) != len(layer_keys):
-        raise ValueError(f"architecture with {len(arch.choices)} layers for a space of {len(layer_keys)}")
+        raise ValueError(f"{which} has {len(arch.choices)} layers, the space {len(layer_keys)}")
+    for layer, (keys, choice) in enumerate(zip(layer_keys, arch.choices)):
+        if choice not in keys:
+            raise ValueError(f"{which}: layer {layer} has no choice {choice!r} in this space (it offers {list(keys)})")
+
+
+def _model_costs(archs: Sequence[Any], measured: Any, minimum: int) -> np.ndarray:
+    """``measured`` checked to be one finite, positive whole-model cost per architecture."""
+    y = _costs(measured, "measured", positive=True)
+    if len(archs) != y.size or y.size < minimum:
+        raise ValueError(f"need at least {minimum} architecture{'s' if minimum > 1 else ''} with one measurement "
+                         f"each, got {len(archs)} architectures and {y.size} measurements")
+    return y
 
 
 def _count_design(layer_keys: Sequence[Mapping[str, str]], archs: Sequence[Any], column: Mapping[str, int],
@@ -380,26 +446,30 @@ def fit_table_from_models(
 
     Args:
         space: The space (its default shapes).
-        archs: Measured architectures.
-        measured: Their whole-model costs.
+        archs: Measured architectures (at least one).
+        measured: Their whole-model costs, one per architecture: finite and positive.
         fingerprint: Device fingerprint of the measurements.
-        ridge: Relative weight of the ridge term.
+        ridge: Relative weight of the ridge term (finite, ``>= 0``).
 
     Returns:
         A table with ``source="least_squares"``; ``notes["fit"]`` holds the
         residual MAPE, the rank and the keys left missing.
+
+    Raises:
+        ValueError: No architectures, a number of measurements other than the
+            number of architectures, a measurement that is not a finite positive
+            number, an architecture of another space, or a negative or non-finite
+            ``ridge``.
     """
     from scipy.optimize import lsq_linear
 
-    y = np.asarray(measured, dtype=float)
-    if len(archs) != y.size:
-        raise ValueError(f"{len(archs)} architectures but {y.size} measurements")
-    if np.any(y <= 0):
-        raise ValueError("measured costs must be positive")
+    y = _model_costs(archs, measured, minimum=1)
+    if isinstance(ridge, bool) or not isinstance(ridge, numbers.Real) or not (math.isfinite(ridge) and ridge >= 0):
+        raise ValueError(f"ridge must be a finite number >= 0, got {_short(ridge)}")
     layer_keys = layer_entry_keys(space)
     used: dict[str, int] = {}
-    for arch in archs:
-        _check_layers(arch, layer_keys)
+    for index, arch in enumerate(archs):
+        _check_layers(arch, layer_keys, index)
         for keys, choice in zip(layer_keys, arch.choices):
             used.setdefault(keys[choice], len(used))
     design = _count_design(layer_keys, archs, used, extra=1)
@@ -461,8 +531,9 @@ def refine_table_from_models(
     Args:
         table: A complete measured table for ``space``.
         space: The space.
-        archs: Measured architectures (not those used to judge the result).
-        measured: Their whole-model costs, in the table's unit.
+        archs: Measured architectures (not those used to judge the result), at least 2.
+        measured: Their whole-model costs, in the table's unit, one per architecture:
+            finite and positive.
         strength: Weight of the pull towards the scaled standalone entries. In a
             cross-validation on three ONNX Runtime tables of the FBNet space at
             64x64 (30 models each, fitted on 20, judged on 10), 0.01-0.1 did best,
@@ -474,27 +545,24 @@ def refine_table_from_models(
         the number of models and the residual MAPE.
 
     Raises:
-        ValueError: Mismatched lengths, non-positive costs, an incomplete table or a
-            negative ``strength``.
+        ValueError: Fewer than 2 architectures, a number of measurements other than
+            the number of architectures, a measurement that is not a finite positive
+            number, an incomplete table or a negative or non-finite ``strength``.
     """
     from scipy.optimize import lsq_linear
 
-    y = np.asarray(measured, dtype=float)
-    if len(archs) != y.size or y.size < 2:
-        raise ValueError(f"need at least 2 architectures with one measurement each, got {len(archs)} and {y.size}")
-    if np.any(y <= 0):
-        raise ValueError("measured costs must be positive")
+    y = _model_costs(archs, measured, minimum=2)
     if not table.complete:
         raise ValueError(f"the table is incomplete ({len(table.missing_keys())} entries missing)")
-    if not (strength >= 0 and math.isfinite(strength)):
+    if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not (strength >= 0 and math.isfinite(strength)):
         raise ValueError(f"strength must be non-negative and finite, got {strength!r}")
     layer_keys = layer_entry_keys(space)
     keys = sorted({key for layer in layer_keys for key in layer.values()})
     column = {key: i for i, key in enumerate(keys)}
     prior = np.array([table.value(key) for key in keys])
     n = len(keys)
-    for arch in archs:
-        _check_layers(arch, layer_keys)
+    for index, arch in enumerate(archs):
+        _check_layers(arch, layer_keys, index)
     design = _count_design(layer_keys, archs, column, extra=2)  # entries, a (not in the models), b
     design[:, -1] = 1.0
     spread = np.maximum(prior, 1.0)

@@ -146,10 +146,22 @@ def _shape_fields(data: Mapping[str, Any], source: str, prefix: str) -> tuple[st
 def check_correction(correction: Any, source: str = "latency table") -> dict[str, Any]:
     """``correction`` checked to be one :func:`apply_correction` can apply (a copy).
 
+    A correction predicts ``a * raw + b + depth * blocks**2``. ``a`` must be positive
+    and ``depth`` (when present) ``>= 0``: a prediction then grows with the table sum
+    and the number of blocks, so a search still favours faster models and its
+    ``log(LAT)`` stays defined (``a <= 0`` would favour slower models or remove the
+    latency signal). ``b`` may be any finite number: the fits remove per-call
+    overhead that whole models do not pay (``b = -a * offset`` in the proportional
+    and depth fits, ``b >= -0.9 * a * floor`` in the affine one, see
+    :func:`~hwnas.latency.validation.fit_linear_correction`), so a negative ``b`` is
+    normal. That every prediction stays positive is the fits' part (the corrections
+    :func:`~hwnas.latency.validation.validate_table` stores keep ``b >= -0.9 * a``
+    times the table's smallest sum); this check does not know the table.
+
     Raises:
-        ValueError: Not an object, an unknown ``kind``, or ``a``, ``b`` (or ``depth``,
-            when present) not finite numbers (``depth`` also >= 0); the message starts
-            with ``source``.
+        ValueError: Not an object, an unknown ``kind``, ``a`` not a finite number
+            ``> 0``, ``b`` not a finite number, or ``depth`` (when present) not a finite
+            number ``>= 0``; the message starts with ``source``.
     """
     if not isinstance(correction, Mapping):
         raise ValueError(f'{source}: correction must be a JSON object such as {{"kind": "linear", "a": 1.2, "b": -3.0}}, '
@@ -157,8 +169,11 @@ def check_correction(correction: Any, source: str = "latency table") -> dict[str
     kind = correction.get("kind")
     if kind != "linear":
         raise ValueError(f"{source}: unknown correction kind {kind!r} (this hwnas applies 'linear')")
-    for key in ("a", "b"):
-        _field(correction, key, "number", source, "correction.")
+    a = _field(correction, "a", "number", source, "correction.")
+    if a <= 0:
+        raise ValueError(f"{source}: correction.a must be a finite number > 0 (the scale of the table sums; "
+                         f"a <= 0 would make slower models look faster), got {_short(correction['a'])}")
+    _field(correction, "b", "number", source, "correction.")
     _field(correction, "depth", "number", source, "correction.", default=None, minimum=0)
     return dict(correction)
 

@@ -105,12 +105,26 @@ class ArchChoice(nn.Module):
         return state
 
     def set_latencies(self, latencies: Sequence[float]) -> None:
-        """Sets the K per-choice latencies used by ``expected_latency``."""
-        values = torch.as_tensor(latencies, dtype=torch.float32).flatten()
+        """Sets the K per-choice latencies used by ``expected_latency``.
+
+        Args:
+            latencies: K costs (latencies or energies, any unit), finite and ``>= 0``
+                (a zero cost, e.g. a skip, is allowed; a negative one would reward a
+                search for choosing that block).
+
+        Raises:
+            ValueError: Not K numbers, or a value that is not finite or is negative.
+        """
+        try:
+            values = torch.as_tensor(latencies, dtype=torch.float32).flatten()
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"latencies must be {self.num_choices} numbers, got {latencies!r}") from None
         if values.numel() != self.num_choices:
             raise ValueError(f"latencies has {values.numel()} entries for {self.num_choices} choices")
         if not torch.isfinite(values).all():
             raise ValueError(f"latencies must be finite, got {values.tolist()}")
+        if (values < 0).any():
+            raise ValueError(f"latencies must be >= 0 (they are costs: latencies or energies), got {values.tolist()}")
         self.latencies = values.to(self.arch_logits.device)
 
     def probabilities(self) -> Tensor:

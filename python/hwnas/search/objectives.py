@@ -26,6 +26,7 @@ for anything slower than 1 us (FBNet's milliseconds on a phone were > 1 too).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
@@ -44,15 +45,23 @@ __all__ = [
 ]
 
 
-def _positive(name: str, value: float) -> float:
-    value = float(value)
+def _real(name: str, value: Any, bound: str) -> float:
+    """``value`` as a float, checked to be a real number (not a bool, a string or a tensor)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a {bound} finite number (int or float), got {value!r} "
+                         f"({type(value).__name__})")
+    return float(value)
+
+
+def _positive(name: str, value: Any) -> float:
+    value = _real(name, value, "positive")
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"{name} must be positive and finite, got {value!r}")
     return value
 
 
-def _non_negative(name: str, value: float) -> float:
-    value = float(value)
+def _non_negative(name: str, value: Any) -> float:
+    value = _real(name, value, "non-negative")
     if not (value >= 0 and math.isfinite(value)):
         raise ValueError(f"{name} must be non-negative and finite, got {value!r}")
     return value
@@ -178,7 +187,8 @@ def make_objective(spec: str | Mapping[str, Any] | Objective, **params: Any) -> 
         make_objective({"name": "hard_target", "target": 800.0, "lam": 2.0})
 
     Raises:
-        ValueError: Unknown name or parameter, or an out-of-range value.
+        ValueError: Unknown name or parameter, or a parameter that is not a real
+            number (int or float; bools and strings are refused) or out of range.
     """
     if isinstance(spec, Objective):
         return spec

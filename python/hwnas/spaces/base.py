@@ -442,16 +442,47 @@ class SearchSpace:
                 ``{block_name: weight}`` applied to every layer (names a layer
                 does not offer are ignored; absent names weigh 0); a sequence
                 of weights aligned with the choices (when all layers share the
-                same choice list); or one such sequence per layer. Weights are
-                normalised per layer. Channel and resolution choices are uniform.
+                same choice list); or one such sequence per layer. NumPy arrays
+                (any numeric dtype) and torch tensors are accepted as the
+                sequences, or as one array of shape ``[num_choices]`` or
+                ``[num_layers, num_choices]``. Weights are normalised per layer.
+                Channel and resolution choices are uniform.
 
         Raises:
-            ValueError: Both ``seed`` and ``rng`` given, or bad ``probs``.
+            ValueError: Both ``seed`` and ``rng`` given, or bad ``probs`` (an array
+                of another shape, a negative or non-finite weight, a layer whose
+                weights are all zero).
         """
         if seed is not None and rng is not None:
             raise ValueError("give either seed or rng, not both")
         if rng is None:
             rng = random.Random(seed)
+
+        def is_array(value: Any) -> bool:
+            # NumPy arrays and scalars (float32 is not a Python float), torch tensors.
+            return hasattr(value, "shape") and hasattr(value, "tolist")
+
+        if probs is not None and not isinstance(probs, Mapping):
+            if is_array(probs):
+                shape = [int(n) for n in probs.shape]
+                counts = sorted({len(layer.choices) for layer in self.layers})
+                if len(counts) > 1:
+                    raise ValueError(f"probs is an array of shape {shape}, but the layers of space {self.name!r} have "
+                                     f"{counts} choices: give one sequence of weights per layer")
+                expected = ([counts[0]], [len(self.layers), counts[0]])
+                if shape not in expected:
+                    raise ValueError(f"probs has shape {shape}; expected {expected[0]} (one weight per choice) or "
+                                     f"{expected[1]} (one row per layer)")
+                probs = probs.tolist()
+            elif isinstance(probs, (str, bytes)):
+                raise ValueError(f"probs must be a mapping of block names to weights or a sequence of weights, "
+                                 f"got {probs!r}")
+            else:
+                try:
+                    probs = [p.tolist() if is_array(p) else p for p in probs]
+                except TypeError:
+                    raise ValueError(f"probs must be a mapping of block names to weights or a sequence of weights, "
+                                     f"got {probs!r}") from None
         per_layer = self._layer_weights(probs)
 
         def draw(weights: Sequence[float]) -> int:

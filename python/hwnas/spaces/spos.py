@@ -19,6 +19,7 @@ has its own list (``layer_choices=...``, e.g. from
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Callable, Sequence
 
 from .base import LayerSpec, SearchSpace, register_space
@@ -101,22 +102,53 @@ def hardware_aware_layer_choices(
 
     Args:
         latency: ``latency(layer_spec, op_name) -> seconds`` (or any positive unit) on the target.
-        alpha: Exponent trading capacity against latency.
-        top_p: Operators kept per layer.
-        explore_last: Number of final layers that get one extra operator.
-        candidates: Operator pool.
+        alpha: Exponent trading capacity against latency: a finite number ``>= 0``.
+            0 ranks by latency alone (fastest first); the larger ``alpha``, the more
+            capacity counts. A negative ``alpha`` would reward small capacity as
+            well as low latency, the opposite of what the score is for, and is refused.
+        top_p: Operators kept per layer: an integer in ``1..len(candidates)``.
+        explore_last: Number of final layers that get one extra operator: an integer
+            in ``0..20``. With ``top_p == len(candidates)`` there is no extra operator
+            left to add.
+        candidates: Operator pool: a non-empty sequence of distinct block names.
         resolution: Input resolution the layer shapes are computed at.
         width: Width multiplier.
 
     Returns:
         20 operator lists, best first.
+
+    Raises:
+        ValueError: A parameter of the wrong type or out of range (the message names
+            it and the value), an unknown block name, or a latency that is not a
+            finite positive number.
     """
     import torch
 
     from .profile import profile
 
-    if top_p < 1 or top_p > len(candidates):
-        raise ValueError(f"top_p must be in 1..{len(candidates)}, got {top_p}")
+    try:
+        if isinstance(candidates, str):
+            raise TypeError
+        candidates = list(candidates)
+    except TypeError:
+        raise ValueError(f"candidates must be a sequence of block names, got {candidates!r}") from None
+    if not candidates:
+        raise ValueError("candidates is empty: give at least one block name (e.g. HURRICANE_BLOCKS)")
+    if not all(isinstance(op, str) for op in candidates):
+        raise ValueError(f"candidates must be block names (strings), got {candidates!r}")
+    duplicates = sorted({op for op in candidates if candidates.count(op) > 1})
+    if duplicates:
+        raise ValueError(f"candidates lists {duplicates} more than once")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not (math.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"alpha must be a finite number >= 0 (the weight of capacity against latency), got {alpha!r}")
+    alpha = float(alpha)
+    if isinstance(top_p, bool) or not isinstance(top_p, numbers.Integral) or not 1 <= top_p <= len(candidates):
+        raise ValueError(f"top_p must be an integer in 1..{len(candidates)} (the number of candidates), got {top_p!r}")
+    if (isinstance(explore_last, bool) or not isinstance(explore_last, numbers.Integral)
+            or not 0 <= explore_last <= NUM_SPOS_LAYERS):
+        raise ValueError(f"explore_last must be an integer in 0..{NUM_SPOS_LAYERS} (the number of layers), "
+                         f"got {explore_last!r}")
+    top_p, explore_last = int(top_p), int(explore_last)
     base = _spos_like("hurricane", [list(candidates)] * NUM_SPOS_LAYERS, resolution, width, 3, 1000, "", {})
     capacity: dict[tuple, float] = {}  # layers of a stage share shapes: count each (op, shape) once
     result = []
@@ -132,7 +164,9 @@ def hardware_aware_layer_choices(
             lat = float(latency(layer, op))
             if not math.isfinite(lat) or lat <= 0:
                 raise ValueError(f"latency for layer {layer.index} op {op!r} must be positive, got {lat!r}")
-            scored.append((capacity[key] ** alpha / lat, op))
+            # In log space (same ranking): capacity ** alpha overflows a float for a large alpha.
+            gain = 0.0 if alpha == 0 else (alpha * math.log(capacity[key]) if capacity[key] > 0 else -math.inf)
+            scored.append((gain - math.log(lat), op))
         scored.sort(key=lambda item: -item[0])
         keep = top_p + (1 if layer.index >= NUM_SPOS_LAYERS - explore_last else 0)
         result.append([op for _, op in scored[:keep]])

@@ -1,0 +1,131 @@
+"""Input checks of SearchSpace.sample(probs=...) and hardware_aware_layer_choices."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hwnas.spaces import get_space, hardware_aware_layer_choices
+from hwnas.spaces.blocks import FBNET_BLOCKS
+
+# Only the last block of the fbnet list ("skip") has weight, so every layer draws it.
+ONLY_LAST = [0.0] * (len(FBNET_BLOCKS) - 1) + [1.0]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: np.asarray(ONLY_LAST, dtype=np.float32),
+        lambda: np.asarray(ONLY_LAST, dtype=np.float16),
+        lambda: np.asarray(ONLY_LAST, dtype=np.float64),
+        lambda: np.asarray(ONLY_LAST, dtype=np.int64),
+        lambda: torch.tensor(ONLY_LAST),
+        lambda: torch.tensor(ONLY_LAST, dtype=torch.float64),
+        lambda: torch.tensor([ONLY_LAST] * 22, requires_grad=True),
+        lambda: np.asarray([ONLY_LAST] * 22, dtype=np.float32),
+        lambda: [torch.tensor(ONLY_LAST)] * 22,  # one tensor per layer, as a supernet's probabilities
+        lambda: list(np.asarray(ONLY_LAST, dtype=np.float32)),  # NumPy float32 scalars
+        lambda: [torch.tensor(p) for p in ONLY_LAST],  # 0-dim tensors
+    ],
+    ids=["np32", "np16", "np64", "npint", "torch32", "torch64", "torch_2d", "np32_2d", "tensor_rows", "np_scalars",
+         "torch_scalars"],
+)
+def test_sample_accepts_arrays_and_tensors_as_probs(make):
+    space = get_space("fbnet")
+    arch = space.sample(seed=0, probs=make())
+    assert arch.choices == [FBNET_BLOCKS[-1]] * 22
+
+
+def test_sample_with_array_probs_matches_the_same_list():
+    space = get_space("fbnet")
+    weights = np.random.default_rng(0).uniform(0.1, 1.0, (22, 9))
+    expected = space.sample(seed=3, probs=weights.tolist())
+    assert space.sample(seed=3, probs=weights.astype(np.float32)) == space.sample(
+        seed=3, probs=weights.astype(np.float32).tolist())
+    assert space.sample(seed=3, probs=weights) == expected
+    assert space.sample(seed=3, probs=torch.tensor(weights)) == expected
+
+
+@pytest.mark.parametrize("shape", [(4,), (9, 9), (22, 4), (22, 9, 1), ()])
+def test_sample_names_the_expected_shape_of_an_array(shape):
+    space = get_space("fbnet")
+    with pytest.raises(ValueError, match=r"probs has shape \[.*\]; expected \[9\] \(one weight per choice\) or "
+                                         r"\[22, 9\] \(one row per layer\)"):
+        space.sample(seed=0, probs=np.ones(shape, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"expected \[9\] .* or \[22, 9\]"):
+        space.sample(seed=0, probs=torch.ones(shape))
+
+
+def test_sample_refuses_an_array_for_layers_with_different_choice_counts():
+    lists = [["choice_k3", "choice_k5"]] * 10 + [["choice_k3", "choice_k5", "choicex"]] * 10
+    space = get_space("hurricane", resolution=32, layer_choices=lists)
+    with pytest.raises(ValueError, match=r"layers of space 'hurricane' have \[2, 3\] choices: give one sequence"):
+        space.sample(seed=0, probs=np.ones((20, 3)))
+    # One array per layer works.
+    rows = [np.asarray([1.0, 0.0], dtype=np.float32)] * 10 + [np.asarray([0.0, 0.0, 1.0], dtype=np.float32)] * 10
+    assert space.sample(seed=0, probs=rows).choices == ["choice_k3"] * 10 + ["choicex"] * 10
+
+
+def test_sample_refuses_probs_that_are_no_weights():
+    space = get_space("fbnet")
+    for probs in (0.5, "skip"):
+        with pytest.raises(ValueError, match="probs must be a mapping of block names to weights or a sequence"):
+            space.sample(seed=0, probs=probs)
+    with pytest.raises(ValueError, match="weights must be finite and non-negative"):
+        space.sample(seed=0, probs=np.full(9, np.nan, dtype=np.float32))
+
+
+def _lat(layer, op):
+    return 1.0
+
+
+POOL = ["mb_k3_e6", "sep_k3", "choice_k3", "choicex", "mb_k7_e6"]
+
+
+@pytest.mark.parametrize("alpha", [math.nan, math.inf, -1.0, -1e-3, "0.5", True, None])
+def test_hardware_aware_layer_choices_refuses_a_bad_alpha(alpha):
+    with pytest.raises(ValueError, match=r"alpha must be a finite number >= 0 .*got"):
+        hardware_aware_layer_choices(_lat, alpha=alpha, resolution=32, candidates=POOL)
+
+
+@pytest.mark.parametrize("explore_last", [-1, 21, 25, 1.5, True])
+def test_hardware_aware_layer_choices_refuses_a_bad_explore_last(explore_last):
+    with pytest.raises(ValueError, match=r"explore_last must be an integer in 0..20 \(the number of layers\), got"):
+        hardware_aware_layer_choices(_lat, alpha=0.5, explore_last=explore_last, resolution=32, candidates=POOL)
+
+
+@pytest.mark.parametrize("top_p", [0, 6, 2.5, True, "2"])
+def test_hardware_aware_layer_choices_refuses_a_bad_top_p(top_p):
+    with pytest.raises(ValueError, match=r"top_p must be an integer in 1..5 \(the number of candidates\), got"):
+        hardware_aware_layer_choices(_lat, alpha=0.5, top_p=top_p, resolution=32, candidates=POOL)
+
+
+def test_hardware_aware_layer_choices_refuses_bad_candidates():
+    with pytest.raises(ValueError, match="candidates is empty"):
+        hardware_aware_layer_choices(_lat, alpha=0.5, candidates=[], resolution=32)
+    with pytest.raises(ValueError, match="candidates must be a sequence of block names"):
+        hardware_aware_layer_choices(_lat, alpha=0.5, candidates="sep_k3", resolution=32)
+    with pytest.raises(ValueError, match="candidates must be a sequence of block names"):
+        hardware_aware_layer_choices(_lat, alpha=0.5, candidates=3, resolution=32)
+    with pytest.raises(ValueError, match="candidates must be block names"):
+        hardware_aware_layer_choices(_lat, alpha=0.5, candidates=["sep_k3", 3], top_p=1, resolution=32)
+    with pytest.raises(ValueError, match=r"candidates lists \['sep_k3'\] more than once"):
+        hardware_aware_layer_choices(_lat, alpha=0.5, candidates=["sep_k3", "choicex", "sep_k3"], top_p=1,
+                                     resolution=32)
+
+
+def test_hardware_aware_layer_choices_edges_of_the_valid_ranges():
+    # alpha 0 ranks by latency alone.
+    lat = {op: float(i + 1) for i, op in enumerate(reversed(POOL))}
+    lists = hardware_aware_layer_choices(lambda layer, op: lat[op], alpha=0, top_p=2, explore_last=20,
+                                         resolution=32, candidates=POOL)
+    assert lists == [["mb_k7_e6", "choicex", "choice_k3"]] * 20
+    # Every layer explores; none does; a large alpha (capacity alone) does not overflow.
+    assert all(len(l) == 2 for l in hardware_aware_layer_choices(_lat, alpha=0.5, top_p=2, explore_last=0,
+                                                                  resolution=32, candidates=POOL))
+    big = hardware_aware_layer_choices(_lat, alpha=50, top_p=1, explore_last=0, resolution=32,
+                                       candidates=["mb_k3_e6", "mb_k7_e6"])
+    assert big == [["mb_k7_e6"]] * 20
+    assert hardware_aware_layer_choices(_lat, alpha=np.float32(0.5), top_p=np.int64(1), explore_last=np.int64(0),
+                                        resolution=32, candidates=tuple(POOL))[0] == ["mb_k7_e6"]
