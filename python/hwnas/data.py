@@ -33,7 +33,6 @@ standardises with the mean and standard deviation of the training split.
 from __future__ import annotations
 
 import gzip
-import operator
 import os
 import re
 import zlib
@@ -44,6 +43,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from hwnas._checks import as_integer
 
 __all__ = [
     "ImageDataset",
@@ -110,12 +111,7 @@ class ImageDataset:
             self.labels = self.labels.long()
         if self.images.shape[0] == 0:
             raise ValueError(f"{self.name}: the data set is empty")
-        if isinstance(self.num_classes, bool):
-            raise ValueError(f"{self.name}: num_classes must be an integer, got {self.num_classes!r}")
-        try:
-            self.num_classes = operator.index(self.num_classes)
-        except TypeError:
-            raise ValueError(f"{self.name}: num_classes must be an integer, got {self.num_classes!r}") from None
+        self.num_classes = as_integer(f"{self.name}: num_classes", self.num_classes)
         if self.num_classes < 2:
             raise ValueError(f"{self.name}: num_classes={self.num_classes}, but a classifier needs at least 2 classes")
         if int(self.labels.min()) < 0 or int(self.labels.max()) >= self.num_classes:
@@ -536,16 +532,6 @@ def _split_order(n: int, seed: int) -> Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
 
 
-def _integer(what: str, value: Any) -> int:
-    """``value`` as a Python int: ints and NumPy/torch integers pass, bools and floats do not."""
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{what} must be an integer, got {value!r}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise ValueError(f"{what} must be an integer, got {value!r}") from None
-
-
 def prepare_splits(
     dataset: ImageDataset,
     resolution: int,
@@ -570,12 +556,12 @@ def prepare_splits(
     """
     if not 0 < val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise ValueError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in (0, 1) and sum below 1")
-    resolution = _integer("resolution", resolution)
+    resolution = as_integer("resolution", resolution)
     if resolution < 4:
         raise ValueError(f"resolution must be an integer of at least 4, got {resolution!r}")
     order = _split_order(len(dataset), seed)
     if limit is not None:
-        limit = _integer("limit", limit)
+        limit = as_integer("limit", limit)
         if limit < 3:
             raise ValueError(f"limit must be at least 3 examples, got {limit}")
         order = order[:limit]

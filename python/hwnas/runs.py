@@ -192,13 +192,16 @@ class RunDir:
         self._prune(stage, epoch)
         return path
 
+    def _kept_epochs(self, stage: str) -> list[int]:
+        """Epochs of the checkpoints of ``stage`` in the folder, in increasing order."""
+        pattern = re.compile(rf"^{re.escape(stage)}-epoch-(\d+)\.pt$")
+        names = os.listdir(os.path.join(self.path, "checkpoints"))
+        return sorted(int(m.group(1)) for m in map(pattern.match, names) if m)
+
     def _prune(self, stage: str, latest_epoch: int) -> None:
         if self.keep_checkpoints is None:
             return
-        folder = os.path.join(self.path, "checkpoints")
-        pattern = re.compile(rf"^{re.escape(stage)}-epoch-(\d+)\.pt$")
-        epochs = sorted(int(m.group(1)) for m in map(pattern.match, os.listdir(folder)) if m)
-        for epoch in epochs:
+        for epoch in self._kept_epochs(stage):
             if epoch <= latest_epoch - self.keep_checkpoints:
                 os.unlink(os.path.join(self.path, self._checkpoint_name(stage, epoch)))
 
@@ -223,13 +226,9 @@ class RunDir:
         try:
             return _read_checkpoint(path)
         except _DamagedCheckpoint as damaged:
-            folder = os.path.join(self.path, "checkpoints")
-            pattern = re.compile(rf"^{re.escape(stage)}-epoch-(\d+)\.pt$")
-            older = sorted((int(m.group(1)) for m in map(pattern.match, os.listdir(folder)) if m), reverse=True)
-            for epoch in older:
+            older = [epoch for epoch in self._kept_epochs(stage) if epoch < int(pointer["epoch"])]
+            for epoch in reversed(older):
                 candidate = self.file(self._checkpoint_name(stage, epoch))
-                if epoch >= int(pointer["epoch"]):
-                    continue
                 try:
                     state = _read_checkpoint(candidate)
                 except _DamagedCheckpoint:

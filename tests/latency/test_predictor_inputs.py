@@ -32,11 +32,15 @@ def _models(space, n=6):
 
 
 @pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan, 0.0, -5.0])
-def test_fit_table_from_models_refuses_a_measurement_that_is_not_finite_and_positive(tiny_space, bad):
-    _, archs, measured = _models(tiny_space, 3)
-    measured[1] = bad
-    with pytest.raises(ValueError, match=r"measured must be finite and positive .*at index 1"):
-        fit_table_from_models(tiny_space, archs, measured, FINGERPRINT)
+@pytest.mark.parametrize("method", ["fit", "refine"])
+def test_fitting_to_models_refuses_a_measurement_that_is_not_finite_and_positive(tiny_space, method, bad):
+    truth, archs, measured = _models(tiny_space, 4)
+    measured[2] = bad
+    with pytest.raises(ValueError, match=r"measured must be finite and positive .*at index 2"):
+        if method == "fit":
+            fit_table_from_models(tiny_space, archs, measured, FINGERPRINT)
+        else:
+            refine_table_from_models(truth, tiny_space, archs, measured)
 
 
 def test_fit_table_from_models_refuses_empty_and_mismatched_inputs(tiny_space):
@@ -58,14 +62,6 @@ def test_fit_table_from_models_refuses_empty_and_mismatched_inputs(tiny_space):
     # Valid input still fits, with a finite residual.
     table = fit_table_from_models(tiny_space, archs, measured, FINGERPRINT)
     assert math.isfinite(table.notes["fit"]["residual_mape_pct"])
-
-
-@pytest.mark.parametrize("bad", [math.inf, math.nan, 0.0, -1.0])
-def test_refine_table_from_models_refuses_a_measurement_that_is_not_finite_and_positive(tiny_space, bad):
-    truth, archs, measured = _models(tiny_space, 4)
-    measured[2] = bad
-    with pytest.raises(ValueError, match=r"measured must be finite and positive .*at index 2"):
-        refine_table_from_models(truth, tiny_space, archs, measured)
 
 
 def test_refine_table_from_models_refuses_empty_and_mismatched_inputs(tiny_space):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 
 from collections.abc import Sequence
 from typing import Callable, Optional
@@ -10,6 +9,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
+from hwnas._checks import as_integer
 from hwnas.ops import channel_mask
 
 from .choice import ArchChoice
@@ -76,12 +76,12 @@ class ChannelSearchConv2d(ArchChoice):
         fixed_index: Optional[int] = None,
         fused: bool = True,
     ) -> None:
-        widths = [_whole("a width", w) for w in widths]
+        widths = [as_integer("a width", w) for w in widths]
         if not widths:
             raise ValueError("ChannelSearchConv2d needs at least one width, got an empty list")
         for name, value in (("in_channels", in_channels), ("kernel_size", kernel_size), ("stride", stride),
                             ("groups", groups)):
-            if _whole(name, value) < 1:
+            if as_integer(name, value) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if activation is not None and (isinstance(activation, nn.Module) or not callable(activation)):
             raise ValueError(f"activation must be a factory such as nn.ReLU (called once per layer), "
@@ -158,11 +158,3 @@ class ChannelSearchConv2d(ArchChoice):
         parts = [f"in_channels={self.in_channels}", f"widths={list(self.widths)}", *self._choice_repr()]
         parts.append(f"fused={self.fused}")
         return ", ".join(parts)
-
-
-def _whole(name: str, value: object) -> int:
-    """``value`` as an int if it is an integer (numpy integers too), else ``ValueError``:
-    a width of 2.5 or "258" is a mistake to report, not to round."""
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    return operator.index(value)

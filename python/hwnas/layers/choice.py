@@ -8,12 +8,13 @@ settings once, so every searchable layer behaves the same way.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
+
+from hwnas._checks import as_integer
 
 from .sampling import SEARCH_MODES, check_mode, check_temperature, sample_mixture
 
@@ -83,10 +84,7 @@ class ArchChoice(nn.Module):
     @fixed_index.setter
     def fixed_index(self, value: Optional[int]) -> None:
         if value is not None:
-            # An index, not a number that rounds to one: 1.7 or True are refused.
-            if isinstance(value, bool) or not hasattr(value, "__index__"):
-                raise ValueError(f"fixed_index must be an integer, got {value!r}")
-            value = operator.index(value)
+            value = as_integer("fixed_index", value)  # 1.7 or True are refused, not rounded
             if not 0 <= value < self.num_choices:
                 raise ValueError(f"fixed_index must be in [0, {self.num_choices}), got {value!r}")
         self._fixed_index = value
