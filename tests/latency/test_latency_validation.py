@@ -189,3 +189,17 @@ def test_stored_proportional_correction_keeps_the_smallest_model_positive(tiny_s
     assert table.smallest_sum() == pytest.approx(table.raw_sum(cheapest))
     assert table.correction["offset"] == pytest.approx(0.9 * table.raw_sum(cheapest))
     assert table.predict(cheapest) > 0
+
+
+def test_a_correction_that_falls_with_the_table_sum_is_refused(tiny_space, fast_timing):
+    target = get_target("eager")
+    table = build_table(tiny_space, target, config=fast_timing, progress=False)
+    # Every entry 0: the smallest sum is 0, so the affine fit has no floor to hold it,
+    # and sums that are all 0 cannot rank the measured models (fitted a = 0).
+    for entry in table.entries.values():
+        entry.value = 0.0
+    assert table.smallest_sum() == 0
+    with pytest.raises(ValueError, match="do not grow with their table sums"):
+        validate_table(table, tiny_space, target, num_archs=2, num_calibration=3, config=fast_timing,
+                       progress=False)
+    assert table.correction is None

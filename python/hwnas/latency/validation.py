@@ -497,7 +497,8 @@ def validate_table(
             ``intercept`` is then not used).
 
     Raises:
-        ValueError: Fingerprints differ (and not ``allow_mixed``), or the table is incomplete.
+        ValueError: Fingerprints differ (and not ``allow_mixed``), the table is incomplete,
+            or the correction to store does not grow with the table sum (``a <= 0``).
     """
     diffs = fingerprint_differences(table.fingerprint, target.fingerprint())
     if diffs and not allow_mixed:
@@ -538,6 +539,14 @@ def validate_table(
             # The affine fit is held above a tenth of the smallest architecture's scaled sum.
             correction = fit_linear_correction(calib_raw, calib_measured, intercept=intercept,
                                                offset=0.0 if intercept else offset, floor=floor if intercept else None)
+        if store_correction and not correction["a"] > 0:
+            # Only the unbounded affine fit (a table whose smallest sum is 0) can get here:
+            # a correction that falls as the table sum rises would make a search favour
+            # slower models, and a table holding one is refused when loaded.
+            raise ValueError(
+                f"the calibration models' measured latencies do not grow with their table sums (fitted "
+                f"a = {correction['a']:.3g}): the table does not rank whole models on this target. Rebuild it, "
+                "or calibrate with more models (more spread in size)")
         linear = [apply_correction(correction, x, table.num_blocks(a) ** 2) for x, a in zip(raw, validation)]
         if store_correction:
             # The calibration models and what they measured go with the fit: timing
