@@ -40,24 +40,34 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _thread_count_problem(threads: object) -> str | None:
+    """What is wrong with ``threads`` as a thread count (``None``: nothing), in words that
+    follow the option's or argument's name."""
+    cores = available_cpus()
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= cores:
+        return f"must be between 1 and the {cores} CPU cores available here, got {threads!r}"
+    return None
+
+
 def check_thread_count(threads: int, what: str = "threads") -> int:
     """``threads`` if it is between 1 and the cores available, else ``ValueError``.
 
     More threads than cores only measure (or train) oversubscribed, and a huge count makes
     torch's thread pool fail outright (a segmentation fault in ``torch.set_num_threads``).
     """
-    cores = available_cpus()
-    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= cores:
-        raise ValueError(f"{what} must be between 1 and the {cores} CPU cores available here, got {threads!r}")
+    problem = _thread_count_problem(threads)
+    if problem is not None:
+        raise ValueError(f"{what} {problem}")
     return threads
 
 
 def thread_count(text: str) -> int:
-    """A thread count: 1 .. the cores available."""
+    """A thread count read from the command line: 1 .. the cores available (argparse
+    prefixes the option's name to the message)."""
     value = int(text)
-    cores = available_cpus()
-    if not 1 <= value <= cores:
-        raise argparse.ArgumentTypeError(f"must be between 1 and the {cores} CPU cores available here, got {value}")
+    problem = _thread_count_problem(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 
