@@ -114,7 +114,7 @@ def _run_show(args: argparse.Namespace) -> int:
     print(_layer_table(space, arch))
     print(f"compact: {arch.to_string()}")
     if args.figure:
-        draw_architecture(arch, args.figure, space=space, title=args.target)
+        draw_architecture(arch, args.figure, space=space, subtitle=args.target)
         print(f"figure written to {args.figure}")
     return 0
 

@@ -3,8 +3,8 @@ import json
 import pytest
 
 from hwnas import cli, models
-from hwnas.spaces import get_space
-from hwnas.spaces.figure import draw_architecture
+from hwnas.spaces import Architecture, get_space
+from hwnas.spaces.figure import architecture_figure, draw_architecture
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -17,6 +17,72 @@ def test_draw_architecture_writes_png(tmp_path):
     assert data.startswith(PNG_MAGIC) and len(data) > 5000
     draw_architecture(get_space("hurricane").sample(seed=0), tmp_path / "h.png")
     assert (tmp_path / "h.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def _texts(fig):
+    return [t.get_text() for ax in fig.axes for t in ax.texts] + [t.get_text() for t in fig.texts]
+
+
+def _legend_labels(fig):
+    return [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def test_figure_title_key_and_legend_of_what_is_used():
+    space = get_space("fbnet_small", resolution=8, in_channels=1)
+    arch = space.make_arch(["k3_e1"] + ["k3_e6"] * 20 + ["skip"])
+    fig = architecture_figure(arch, space=space, subtitle="searched on digits for eager")
+    # The subtitle adds to the default title (space, resolution, width) instead of replacing it.
+    assert fig.get_suptitle() == "fbnet_small  8x8  width 1\nsearched on digits for eager"
+    assert "numbers: output channels, /s2: stride 2;  box height: expansion (e1..e6)" in _texts(fig)
+    labels = _legend_labels(fig)
+    assert "k=3" in labels and not {"k=5", "k=7", "groups=2", "squeeze-and-excitation"} & set(labels)
+    assert architecture_figure(arch, space=space, title="mine").get_suptitle() == "mine"
+
+
+def test_projection_skip_is_marked_1x1():
+    space = get_space("fbnet_small", resolution=8, in_channels=1)
+    # Layer 0 keeps its shape (identity skip), layer 1 opens a stride-2 stage (a 1x1 conv projection).
+    assert space.layers[0].stride == 1 and space.layers[0].c_in == space.layers[0].c_out
+    assert space.layers[1].c_in != space.layers[1].c_out
+    fig = architecture_figure(space.make_arch(["skip", "skip"] + ["k5_e1_g2"] * 20), space=space)
+    assert _texts(fig).count("1x1") == 1
+    labels = _legend_labels(fig)
+    assert "skip (identity)" in labels and "skip with 1x1 conv projection (marked 1x1)" in labels
+    assert {"k=5", "groups=2"} <= set(labels)
+    # Without the space the shapes are unknown: no projection is claimed, no channel key.
+    fig = architecture_figure(space.make_arch(["skip", "skip"] + ["k5_e1_g2"] * 20))
+    assert "1x1" not in _texts(fig) and "skip" in _legend_labels(fig)
+    assert "box height: expansion (e1..e6)" in _texts(fig)
+
+
+@pytest.fixture
+def long_block_name():
+    """A registered block with a long name (removed again, as test_blocks.py does)."""
+    import torch.nn as nn
+
+    from hwnas.spaces import blocks
+
+    name = "my_extremely_long_custom_block_name_v2"
+    blocks.register_block(name, lambda c_in, c_out, stride: nn.Identity())
+    yield name
+    del blocks.BLOCK_REGISTRY[name]
+    del blocks._CUSTOM_SPECS[name]
+
+
+def test_long_architecture_wraps_and_nothing_is_cut_off(long_block_name):
+    arch = Architecture(space="x", space_version=1, choices=[long_block_name, "k7_e6", "k3_e1_g2"] * 20,
+                        resolution=32, stage_lengths=[20, 20, 20])
+    fig = architecture_figure(arch)
+    assert len(fig.axes) == 2  # 60 layers: two rows of 30
+    fig.canvas.draw()
+    frame = fig.bbox
+    for text in [t for ax in fig.axes for t in ax.texts] + fig.texts:
+        box = text.get_window_extent()
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, text
+    legend = fig.legends[0].get_window_extent()
+    separators = [line for ax in fig.axes for line in ax.get_lines() if line.get_linestyle() == ":"]
+    assert len(separators) == 2  # stages start at layers 20 and 40
+    assert not any(line.get_window_extent().overlaps(legend) for line in separators)
 
 
 def test_cli_show_with_figure(tmp_path, capsys):

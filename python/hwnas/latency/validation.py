@@ -416,32 +416,93 @@ class ValidationReport:
         return lines
 
 
-def plot_predicted_vs_measured(report: ValidationReport, path: str | os.PathLike, title: str = "") -> None:
-    """Scatter of predicted against measured latency with the y = x line (PNG, written atomically)."""
-    import matplotlib
+def plot_predicted_vs_measured(report: ValidationReport, path: str | os.PathLike, title: str = "") -> str:
+    """Scatter of predicted against measured latency with the y = x line (PNG, written atomically).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn on its own Agg canvas, so that the caller's matplotlib backend is left as it
+    was. Both axes share one range covering every value, so that y = x is the diagonal
+    and a prediction's distance from it is its error. Hollow markers keep overlapping
+    series visible, and series with identical predictions (e.g. ``overhead`` equal to
+    ``raw`` when there is no call overhead) are drawn once, named together
+    (``"raw = overhead"``).
 
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    meas = np.asarray(report.measured)
-    series = [("raw", report.raw, "o"), ("overhead", report.overhead, "s"), ("linear", report.linear, "^")]
-    for name, values, marker in series:
+    Args:
+        report: The validation report.
+        path: PNG path; folders are created.
+        title: Figure title (default: the table's target).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: The report has no measurements, a series whose length differs from
+            the measurements', or a missing, NaN or infinite value.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    measured = np.asarray(report.measured if report.measured is not None else [], dtype=float)
+    if measured.size == 0:
+        raise ValueError("the validation report has no measured architectures: nothing to plot")
+    series = []
+    for name, values in (("raw", report.raw), ("overhead", report.overhead), ("linear", report.linear)):
         if values is None:
             continue
-        m = report.metrics[name]
-        ax.scatter(meas, values, marker=marker, s=18, alpha=0.8,
-                   label=f"{name}: MAPE {m['mape_pct']:.1f}%, tau {m['kendall_tau']:.2f}")
-    lo, hi = float(meas.min()) * 0.9, float(meas.max()) * 1.1
-    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
+        predicted = np.asarray(values, dtype=float)
+        if predicted.shape != measured.shape:
+            raise ValueError(f"the report's {name} predictions have {predicted.size} values for "
+                             f"{measured.size} measurements")
+        series.append((name, predicted))
+    for name, values in [("measured", measured)] + series:
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"the report's {name} latencies hold NaN or infinite values")
+    # One entry per distinct series; a copy of another would be drawn exactly under it.
+    groups: list[tuple[list[str], np.ndarray]] = []
+    for name, predicted in series:
+        same = next((g for g in groups if np.array_equal(g[1], predicted)), None)
+        if same is None:
+            groups.append(([name], predicted))
+        else:
+            same[0].append(name)
+
+    fig = Figure(figsize=(5.6, 5.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    # A series keeps its marker and colour whether or not another is merged into it.
+    styles = {"raw": ("o", "tab:blue"), "overhead": ("s", "tab:orange"), "linear": ("^", "tab:green")}
+    for names, predicted in groups:
+        marker, colour = styles[names[0]]
+        metrics = [report.metrics.get(n) for n in names]
+        m = next((m for m in metrics if m), None)
+        text = " = ".join(names)
+        if m is not None:
+            text += f": MAPE {m['mape_pct']:.1f}%, tau {m['kendall_tau']:.2f}"
+        ax.scatter(measured, predicted, marker=marker, s=22, facecolors="none", edgecolors=colour, linewidths=1.0,
+                   label=text)
+    values = np.concatenate([measured] + [g[1] for g in groups])
+    lo, hi = float(values.min()), float(values.max())
+    pad = 0.05 * (hi - lo) if hi > lo else 0.1 * max(abs(hi), 1.0)
+    # Latencies are positive: the padding does not take the axes below 0.
+    lo, hi = (max(lo - pad, 0.0) if lo >= 0 else lo - pad), hi + pad
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x", zorder=0)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_aspect("equal", adjustable="box")
+    ax.ticklabel_format(style="plain", useOffset=False)
+    for axis in (ax.xaxis, ax.yaxis):
+        # Few ticks: five-digit plain labels side by side would run into each other.
+        axis.set_major_locator(MaxNLocator(nbins=5))
     ax.set_xlabel(f"measured ({report.unit})")
     ax.set_ylabel(f"predicted from table ({report.unit})")
     ax.set_title(title or f"{report.table_fingerprint.get('target')}: predicted vs measured", fontsize=9)
-    ax.legend(fontsize=7)
+    # Under the axes: inside, it would hide the points of a series far above the diagonal.
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    atomic_write_file(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
+    out = os.fspath(path)
+    atomic_write_file(out, lambda tmp: fig.savefig(tmp, dpi=120, format="png", bbox_inches="tight"))
+    return out
 
 
 def validate_table(

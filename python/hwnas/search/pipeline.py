@@ -317,11 +317,16 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
     chosen = result.candidates[0]
     log(f"chosen architecture: {arch.to_string()}")
     log(f"  supernet val accuracy {chosen['val_accuracy']:.3f}, predicted latency {chosen['predicted_latency_us']:.0f} us")
+    source = splits.info["source"]
     plots = {
+        # A subtitle, so that the default title's space, resolution and width stay.
         "architecture": draw_architecture(arch, run.file("plots", "architecture.png"), space=space,
-                                          title=f"searched on {splits.info['source']} for {config.target}"),
-        "distribution": plot_distribution_history(result.history, [l.choices for l in space.layers],
-                                                  run.file("plots", "distribution.png")),
+                                          subtitle=f"searched on {source} for {config.target}"),
+        # The chosen block per layer: the final epoch's most likely one is not always it.
+        "distribution": plot_distribution_history(
+            result.history, [l.choices for l in space.layers], run.file("plots", "distribution.png"),
+            title=f"architecture distribution per layer over the search epochs ({source}, {config.target})",
+            chosen=list(arch.choices)),
     }
     summary: dict[str, Any] = {
         "format": SUMMARY_FORMAT, "version": 1, "run": run.path, "architecture": arch.to_string(),
@@ -331,10 +336,12 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
         "latency_correction": {k: v for k, v in table.correction.items() if k != "models"} if table.correction else None,
         "table_seconds": table_seconds, "search_seconds": result.search_seconds,
     }
-    points = [{"latency": c["predicted_latency_us"], "accuracy": c["val_accuracy"], "kind": c["kind"],
-               "label": "MobileNetV2-style (supernet)" if c["kind"] == "baseline" else c["arch"]}
-              for c in result.candidates]
-    points[0] = {**points[0], "kind": "chosen", "label": "chosen (supernet)"}
+    # Candidates are scored with the supernet's shared weights (hollow markers in the plot,
+    # the baseline too: it is not retrained here); one without a predicted latency cannot be placed.
+    points = [{"latency": c["predicted_latency_us"], "accuracy": c["val_accuracy"],
+               "kind": "chosen" if c is chosen else c["kind"],
+               "label": "MobileNetV2-style" if c["kind"] == "baseline" else None}
+              for c in result.candidates if c["predicted_latency_us"] is not None]
 
     if config.retrain is not None:
         train_config = TrainConfig.from_dict(config.retrain)
@@ -371,18 +378,32 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
             log(f"table scale: x{scaled['scale']:.3f} from {len(scaled['calibration_ratios'])} calibration models "
                 f"timed again in {scaled['rounds']} rounds")
         summary["latency_error"] = summary["measured_latency_us"] / summary["predicted_latency_us"] - 1.0
+        # The chosen architecture again, retrained and measured: the plot links it to its estimate.
         points.append({"latency": summary["measured_latency_us"], "accuracy": trained["test_accuracy"],
-                       "kind": "searched", "label": "searched (retrained, measured)"})
+                       "kind": "searched", "label": None})
         log(f"retrained: test accuracy {trained['test_accuracy']:.3f}, measured latency "
             f"{summary['measured_latency_us']:.0f} us (predicted {chosen['predicted_latency_us']:.0f} us)")
         if base:
             b = summary["baseline"]
-            points.append({"latency": b["measured_latency_us"], "accuracy": base["test_accuracy"], "kind": "baseline",
-                           "label": f"MobileNetV2-style w{b['width']:g} d{b['depth']:g} (retrained)"})
+            points.append({"latency": b["measured_latency_us"], "accuracy": base["test_accuracy"],
+                           "kind": "baseline_retrained", "label": f"MobileNetV2-style w{b['width']:g} d{b['depth']:g}"})
+    objective = search_config.objective
+    latency_target = objective.get("target")
+    band, band_range, band_label = search_config.target_band, None, "target band"
+    if latency_target is not None and band is not None:
+        # The selection's band (see FBNetSearch._within_target_band): hard_target accepts up to
+        # (1 + band) x target and everything below; the others band on both sides.
+        if objective.get("name") == "hard_target":
+            band_range, band_label = (latency_target, latency_target * (1 + band)), f"target band (up to +{band:.0%})"
+        else:
+            band_range = (max(latency_target * (1 - band), 0.0), latency_target * (1 + band))
+            band_label = f"target band (\u00b1{band:.0%})"
     plots["accuracy_latency"] = plot_accuracy_latency(
         points, run.file("plots", "accuracy_latency.png"),
-        title="accuracy vs latency", xlabel="latency (us): predicted for supernet points, measured for retrained",
-        ylabel="accuracy: supernet on val, retrained on test")
+        title=f"{source}: accuracy vs latency on {config.target}",
+        xlabel="latency ({unit}): predicted for supernet-weight points, measured for retrained",
+        ylabel="accuracy: supernet weights on val, retrained on test",
+        target=latency_target, target_band=band_range, target_band_label=band_label)
     summary["plots"] = plots
     summary["total_seconds_this_invocation"] = time.perf_counter() - started
     atomic_write_json(run.file("summary.json"), summary)
