@@ -75,4 +75,8 @@ def thread_count_or_default(text: str) -> int:
     """A thread count, or 0 for torch's default."""
     if text.strip() == "0":
         return 0
-    return thread_count(text)
+    value = int(text)
+    problem = _thread_count_problem(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"must be 0 (torch's default) or {problem.removeprefix('must be ')}")
+    return value

@@ -141,10 +141,31 @@ def read_json(
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
-    with open(path, "r", encoding="utf-8") as handle:
-        try:
-            data = json.load(handle)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    try:
+        data = json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
     check_format(data, expected_format, supported_versions, path)
     return data
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """The UTF-8 text of ``path``.
+
+    Raises:
+        FileNotFoundError: No such file.
+        IsADirectoryError: ``path`` is a folder.
+        ValueError: The file is not UTF-8 text (a binary file given where a JSON or YAML
+            document was expected); the message names it.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path}: a folder, not a file")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            return handle.read()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason}); "
+                         "expected a JSON or YAML document") from None

@@ -72,7 +72,7 @@ def _resolve_target(target: str, resolution: Optional[int], space_file: Optional
         arch = Architecture.load(path)
         if resolution is not None:
             arch = dataclasses.replace(arch, resolution=resolution)
-        space = architecture_space(arch, space_file, run_folder)
+        space = architecture_space(arch, space_file, run_folder, source=path)
         space.validate(arch)
         return space, arch
     raise ValueError(f"{target!r} is neither a zoo model ({', '.join(models.list_models())}) nor an existing "
@@ -102,12 +102,16 @@ def _configure_show(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help=f"zoo model name ({_zoo_names()}), architecture JSON file or search run folder")
     parser.add_argument("--space-file", help="search-space JSON/YAML for architectures of a user-defined space")
     parser.add_argument("--resolution", type=int, help="input resolution (default: the model's)")
-    parser.add_argument("--figure", metavar="PNG", help="also draw the architecture (FBNet Figure 4 style)")
+    parser.add_argument("--figure", metavar="FILE",
+                        help="also draw the architecture (FBNet Figure 4 style) into FILE: .png, .svg or .pdf")
 
 
 def _run_show(args: argparse.Namespace) -> int:
+    from ._figures import figure_format
     from .spaces.figure import draw_architecture
 
+    if args.figure:
+        figure_format(args.figure)  # a bad extension is refused before anything is printed
     space, arch = _resolve_target(args.target, args.resolution, args.space_file)
     print(f"{args.target}: space {space.name!r} v{space.version}, {len(space.layers)} searchable layers, "
           f"resolution {arch.resolution}, width {arch.width:g}")
@@ -128,7 +132,7 @@ def _configure_profile(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resolution", type=int, help="input resolution (default: the model's)")
     parser.add_argument("--batch", type=int, default=1, help="batch size of the counted input (default 1)")
     parser.add_argument("--summary", action="store_true", help="totals only, no per-layer table")
-    parser.add_argument("--json", metavar="PATH", help="also write the profile as JSON")
+    parser.add_argument("--json", metavar="PATH", help="also write the profile as JSON to PATH (missing folders are made)")
 
 
 def _run_profile(args: argparse.Namespace) -> int:
@@ -136,6 +140,9 @@ def _run_profile(args: argparse.Namespace) -> int:
 
     from .spaces.profile import profile
 
+    if args.json and os.path.isdir(args.json):
+        # Refused before the table is printed, not after.
+        raise IsADirectoryError(f"--json {args.json}: a folder; give a file name such as {os.path.join(args.json, 'profile.json')}")
     space, arch = _resolve_target(args.target, args.resolution, args.space_file)
     with torch.device("meta"):  # counting needs shapes only
         model = space.build(arch)

@@ -179,8 +179,18 @@ def test_bad_inputs_are_reported_not_raised(inputs, capsys):
             [command, option, value]
         with pytest.raises(SystemExit):
             main(argv)
-        assert f"{option}: must be between 1 and the {cores} CPU cores available here, got {value}" in \
-            capsys.readouterr().err
+        err = capsys.readouterr().err
+        # Training threads also take 0 (torch's default), and the message says so.
+        allowed = "0 (torch's default) or between 1" if option == "--train-threads" else "between 1"
+        assert f"{option}: must be {allowed} and the {cores} CPU cores available here, got {value}" in err
+    # A file where a folder is expected is named as such.
+    a_file = inputs / "a_file"
+    a_file.write_text("x")
+    for argv, message in ((["search", "--runs-dir", str(a_file)], "--runs-dir"),
+                          (["train", str(inputs / "nothing.json"), "--runs-dir", str(a_file)], "--runs-dir"),
+                          (["train", "--resume", str(a_file)], "--resume")):
+        assert main(argv + ["--quiet"]) == 1
+        assert f"{message} {a_file}" in capsys.readouterr().err
 
 
 def test_an_interrupt_ends_with_one_line_that_says_how_to_continue(monkeypatch, capsys):

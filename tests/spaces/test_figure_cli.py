@@ -126,3 +126,33 @@ def test_subcommand_registry_is_extensible(capsys):
         assert capsys.readouterr().out.strip() == "hello"
     finally:
         del cli.SUBCOMMANDS["echo_test"]
+
+
+def test_cli_names_bad_architecture_files(capsys, tmp_path):
+    arch = get_space("fbnet_small", resolution=8, width=0.25).sample(seed=0)
+    data = arch.to_dict()
+    data["space_options"] = {"foo": 1}
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps(data))
+    assert cli.main(["show", str(unknown)]) == 1
+    assert f"{unknown}: search space 'fbnet_small' has no option 'foo'" in capsys.readouterr().err
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(bytes(range(256)))
+    assert cli.main(["show", str(binary)]) == 1
+    assert f"{binary}: not a UTF-8 text file" in capsys.readouterr().err
+
+
+def test_figure_format_follows_the_extension(tmp_path, capsys):
+    assert cli.main(["show", "fbnet_a", "--figure", str(tmp_path / "f.txt")]) == 1
+    assert "a figure is written as .png, .svg, .pdf, not .txt" in capsys.readouterr().err
+    assert not (tmp_path / "f.txt").exists()
+    assert cli.main(["show", "fbnet_a", "--figure", str(tmp_path / "f.svg")]) == 0
+    assert (tmp_path / "f.svg").read_text().lstrip().startswith("<?xml")
+    assert cli.main(["show", "fbnet_a", "--figure", str(tmp_path / "f.pdf")]) == 0
+    assert (tmp_path / "f.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_profile_json_folder_is_refused_before_printing(tmp_path, capsys):
+    assert cli.main(["profile", "fbnet_a", "--json", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert "a folder; give a file name" in err and out == ""

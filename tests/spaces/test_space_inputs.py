@@ -129,3 +129,14 @@ def test_hardware_aware_layer_choices_edges_of_the_valid_ranges():
     assert big == [["mb_k7_e6"]] * 20
     assert hardware_aware_layer_choices(_lat, alpha=np.float32(0.5), top_p=np.int64(1), explore_last=np.int64(0),
                                         resolution=32, candidates=tuple(POOL))[0] == ["mb_k7_e6"]
+
+
+def test_unknown_space_options_are_named():
+    from hwnas.spaces import space_for_architecture
+
+    with pytest.raises(ValueError, match=r"search space 'fbnet_small' has no option 'foo'; its options: resolution, width"):
+        get_space("fbnet_small", resolution=8, foo=1)
+    arch = get_space("fbnet_small", resolution=8, width=0.25).sample(seed=0)
+    arch.space_options["width"] = "x"
+    with pytest.raises(ValueError, match="space_options repeat 'width'"):
+        space_for_architecture(arch)

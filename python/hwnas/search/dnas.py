@@ -63,7 +63,7 @@ from hwnas.spaces import Architecture, SearchSpace
 
 from ._config import DictConfig
 from .objectives import Objective, make_objective
-from .retrain import TRAIN_MEMORY_FORMAT, evaluate, seed_everything, to_train_layout
+from .retrain import TRAIN_MEMORY_FORMAT, check_finite_training, evaluate, seed_everything, to_train_layout
 from .supernet import Supernet
 
 __all__ = ["SearchConfig", "SearchResult", "FBNetSearch", "arch_split_size", "mobilenet_v2_style_choices", "HISTORY_FORMAT",
@@ -426,9 +426,13 @@ class FBNetSearch:
         record: dict[str, Any] = {"epoch": epoch + 1, "temperature": temperature,
                                   "lr": self.weight_optimizer.param_groups[0]["lr"]}
         record.update(self._train_weights(epoch))
+        check_finite_training(self.supernet, record["train_loss"], f"search epoch {epoch + 1}",
+                              f"lower the weight learning rate (--weight-lr, was {self.config.weight_lr:g})")
         record["arch_step"] = epoch >= self.config.warmup_epochs
         if record["arch_step"]:
             record.update(self._train_arch(epoch))
+            check_finite_training(self.supernet, record["arch_loss"], f"search epoch {epoch + 1} (architecture step)",
+                                  f"lower the architecture learning rate (--arch-lr, was {self.config.arch_lr:g})")
         self.scheduler.step()
         derived = self.supernet.derive()
         with torch.no_grad():

@@ -146,6 +146,8 @@ def search_table(config: PipelineConfig, space: Any, target: Any = None, progres
 
 def _existing_run(path: str, command: str, keep_checkpoints: Optional[int] = 2) -> RunDir:
     """The run folder ``path`` of an ``hwnas <command>`` run, to resume (clear errors otherwise)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise NotADirectoryError(f"--resume {path}: a file, not a run folder")
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{path}: no such run folder")
     run = RunDir(path, keep_checkpoints=keep_checkpoints)
@@ -156,10 +158,15 @@ def _existing_run(path: str, command: str, keep_checkpoints: Optional[int] = 2) 
     return run
 
 
-def _refuse_existing_run(out: Optional[str]) -> None:
+def _refuse_existing_run(out: Optional[str], runs_dir: Optional[str] = None) -> None:
     """A new run goes into a new or empty folder: never into one that holds a run (its
-    config and checkpoints would be mixed) or other files (they could be overwritten)."""
-    if not out or not os.path.exists(out):
+    config and checkpoints would be mixed) or other files (they could be overwritten).
+    Without ``out`` it is made in ``runs_dir``, which must then be a folder (or not exist yet)."""
+    if not out:
+        if runs_dir and os.path.exists(runs_dir) and not os.path.isdir(runs_dir):
+            raise NotADirectoryError(f"--runs-dir {os.path.abspath(runs_dir)} is a file; give a folder for new runs")
+        return
+    if not os.path.exists(out):
         return
     path = os.path.abspath(out)
     if os.path.isfile(os.path.join(out, "config.json")):
@@ -184,7 +191,8 @@ def _with_absolute_paths(config: PipelineConfig) -> PipelineConfig:
 
 
 def architecture_space(arch: Any, space_file: Optional[str] = None, run_folder: Optional[str] = None,
-                       in_channels: Optional[int] = None, num_classes: Optional[int] = None):
+                       in_channels: Optional[int] = None, num_classes: Optional[int] = None,
+                       source: Optional[str] = None):
     """The space ``arch`` was made in.
 
     Args:
@@ -194,6 +202,8 @@ def architecture_space(arch: Any, space_file: Optional[str] = None, run_folder: 
             when given).
         run_folder: A search or train run folder: when the architecture's space is not a
             registered one (a user space), the space saved in the run's ``config.json``.
+        source: The architecture's file, named in the error when its space cannot be
+            rebuilt.
 
     Without a ``space_file``: the registered space the architecture names, else the run's.
     """
@@ -206,12 +216,14 @@ def architecture_space(arch: Any, space_file: Optional[str] = None, run_folder: 
         return load_space(space_file, resolution=arch.resolution, width=arch.width, **shape)
     try:
         return space_for_architecture(arch)
-    except ValueError:
+    except ValueError as exc:
         # Not a registered space (or not with these options): a run keeps its own.
         config_file = os.path.join(run_folder, "config.json") if run_folder else ""
         stored = RunDir(run_folder).read_config() if os.path.isfile(config_file) else {}
         if "space" not in stored:
-            raise
+            if source is None:
+                raise
+            raise ValueError(f"{source}: {exc}") from None
         return SearchSpace.from_dict(stored["space"], source=config_file)
 
 
@@ -266,7 +278,7 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
             return _stored_summary(run)
         log(f"resuming run {run.path}")
     else:
-        _refuse_existing_run(out)
+        _refuse_existing_run(out, runs_dir)
         config = _with_absolute_paths(config)
     if config.train_threads is not None and int(config.train_threads) < 1:
         raise ValueError(f"train_threads must be >= 1 (or None for torch's default), got {config.train_threads}")
@@ -454,7 +466,7 @@ def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: st
             log(f"run {run.path} has finished; its summary is unchanged")
             return _stored_summary(run)
     else:
-        _refuse_existing_run(out)
+        _refuse_existing_run(out, runs_dir)
         data, space_file = _absolute(data), _absolute(space_file)
     # Everything that can be refused is checked before a new run folder is made.
     path = os.path.join(arch_source, "architecture.json") if os.path.isdir(arch_source) else arch_source
@@ -462,7 +474,8 @@ def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: st
         raise FileNotFoundError(f"{arch_source}: neither an architecture JSON file nor a run folder with architecture.json")
     arch = Architecture.load(path)
     splits = prepare_splits(load_dataset(data), arch.resolution, seed=data_seed, limit=limit)
-    space = architecture_space(arch, space_file, os.path.dirname(path), splits.in_channels, splits.num_classes)
+    space = architecture_space(arch, space_file, os.path.dirname(path), splits.in_channels, splits.num_classes,
+                               source=path)
     space.validate(arch)
     if (space.in_channels, space.num_classes) != (splits.in_channels, splits.num_classes):
         raise ValueError(f"architecture expects {space.in_channels} channels / {space.num_classes} classes, the data "

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Sequence
 
-from hwnas.runs import atomic_write_file
+from hwnas._figures import save_figure
 
 __all__ = ["plot_distribution_history", "plot_accuracy_latency", "distribution_history_figure",
            "accuracy_latency_figure", "distribution_panel_title", "block_styles", "POINT_KINDS"]
@@ -64,8 +64,7 @@ def _figure(width: float, height: float, layout: Optional[str] = None):
 
 
 def _save(fig, path: str, dpi: int = 120) -> str:
-    atomic_write_file(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight"))
-    return path
+    return save_figure(fig, path, dpi)
 
 
 # ---------------------------------------------------------------------------------------- distribution

@@ -178,6 +178,35 @@ def _check_same_model(model: nn.Module, saved: dict[str, Any], where: str) -> No
                      f"differences): train this architecture in a new folder, or remove that checkpoint to start over")
 
 
+class TrainingDiverged(ValueError):
+    """Training produced a non-finite loss or non-finite weights (the learning rate is
+    too high for this model and data): nothing after that epoch is saved or exported."""
+
+
+def check_finite_training(module: nn.Module, mean_loss: float, where: str, advice: str) -> None:
+    """Raises :class:`TrainingDiverged` when ``mean_loss`` or any of ``module``'s
+    parameters or buffers is not finite.
+
+    Checked once per epoch, before the epoch's checkpoint: a NaN model would otherwise be
+    checkpointed, evaluated at chance, measured and exported with exit status 0.
+
+    Args:
+        module: The trained model (or supernet).
+        mean_loss: The epoch's mean training loss.
+        where: What diverged, e.g. ``"retrain epoch 3"``.
+        advice: What to change, e.g. ``"lower --train-lr (was 1e+06)"``.
+    """
+    bad = [name for name, t in list(module.named_parameters()) + list(module.named_buffers())
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if math.isfinite(mean_loss) and not bad:
+        return
+    what = f"mean loss {mean_loss:g}"
+    if bad:
+        what += f", non-finite values in {len(bad)} tensors (first: {bad[0]})"
+    raise TrainingDiverged(f"{where}: training diverged ({what}); {advice}, and start a new run "
+                           "(the checkpoints kept are from before it diverged)")
+
+
 def _train_epochs(model, splits, config, run, stage, resume, progress, log):
     """The epochs of :func:`train_model` and the final evaluation (its result)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -216,6 +245,8 @@ def _train_epochs(model, splits, config, run, stage, resume, progress, log):
             loss_sum += float(loss.detach()) * len(y)
             correct += int((logits.detach().argmax(1) == y).sum())
         scheduler.step()
+        check_finite_training(model, loss_sum / seen, f"{stage} epoch {epoch + 1}",
+                              f"lower the learning rate (--train-lr, was {config.lr:g})")
         val_loss, val_acc = evaluate(model, splits.val)
         record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / seen,
                   "train_accuracy": correct / seen, "val_loss": val_loss, "val_accuracy": val_acc}

@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from hwnas._io import atomic_write_text, check_format, dumps
+from hwnas._io import atomic_write_text, check_format, dumps, read_text
 
 __all__ = ["Architecture", "parse_compact", "ARCHITECTURE_FORMAT", "ARCHITECTURE_FORMAT_VERSION"]
 
@@ -187,8 +187,7 @@ class Architecture:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Architecture":
-        with open(path, "r", encoding="utf-8") as handle:
-            return cls.from_json(handle.read(), source=os.fspath(path))
+        return cls.from_json(read_text(path), source=os.fspath(path))
 
     # ------------------------------------------------------------------ display
 

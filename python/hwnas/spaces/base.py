@@ -34,6 +34,7 @@ Conventions:
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -43,7 +44,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from torch import nn
 
-from hwnas._io import atomic_write_text, check_format, dumps
+from hwnas._io import atomic_write_text, check_format, dumps, read_text
 from .architecture import Architecture, parse_compact
 from .blocks import build_block, parse_block_name
 from .builder import ClassifierHead, SpaceNet
@@ -639,12 +640,34 @@ def get_space(name: str, **kwargs: Any) -> SearchSpace:
     """Builds the registered space ``name`` with keyword options (e.g. ``resolution``, ``width``)."""
     if name not in _SPACE_FACTORIES:
         raise ValueError(f"unknown search space {name!r}; known: {list_spaces()} (a user-defined space: give its JSON file; in Python, load_space(path))")
-    return _SPACE_FACTORIES[name](**kwargs)
+    factory = _SPACE_FACTORIES[name]
+    # Options come from files (an architecture's space_options): an unknown one is named
+    # here instead of surfacing as the factory's TypeError.
+    parameters = inspect.signature(factory).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        unknown = sorted(set(kwargs) - set(parameters))
+        if unknown:
+            raise ValueError(f"search space {name!r} has no option {', '.join(map(repr, unknown))}; "
+                             f"its options: {', '.join(parameters)}")
+    return factory(**kwargs)
+
+
+#: Fields an architecture holds itself: its space_options must not give them again.
+_ARCH_OWN_FIELDS = ("width",)
 
 
 def space_for_architecture(arch: Architecture) -> SearchSpace:
-    """Rebuilds the registered space an architecture was made in."""
+    """Rebuilds the registered space an architecture was made in.
+
+    Raises:
+        ValueError: Unknown space, an option the space does not have, or an option that
+            repeats one of the architecture's own fields (``width``).
+    """
     options = dict(arch.space_options)
+    repeated = [k for k in _ARCH_OWN_FIELDS if k in options]
+    if repeated:
+        raise ValueError(f"the architecture's space_options repeat {', '.join(map(repr, repeated))}, which the "
+                         f"architecture gives itself (width={arch.width:g}); remove it from space_options")
     return get_space(arch.space, resolution=options.pop("resolution", arch.resolution), width=arch.width, **options)
 
 
@@ -661,8 +684,7 @@ def load_space(path: str | os.PathLike, **overrides: Any) -> SearchSpace:
         ValueError: Bad document, unknown format version, or YAML without PyYAML.
     """
     path = os.fspath(path)
-    with open(path, "r", encoding="utf-8") as handle:
-        text = handle.read()
+    text = read_text(path)
     if path.lower().endswith((".yaml", ".yml")):
         try:
             import yaml  # type: ignore[import-not-found]

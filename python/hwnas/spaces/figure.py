@@ -15,7 +15,7 @@ import math
 import os
 from typing import Any, Optional, Union
 
-from hwnas._io import atomic_write_file
+from hwnas._figures import save_figure
 from .architecture import Architecture
 from .base import SearchSpace
 from .blocks import parse_block_name
@@ -181,7 +181,8 @@ def draw_architecture(
 
     Args:
         arch: An :class:`Architecture`, or a ``(space, arch)`` pair.
-        path: Output file (``.png``); folders are created.
+        path: Output file: ``.png``, ``.svg`` or ``.pdf`` by its extension (no extension:
+            PNG); folders are created.
         space: The space, for channel/stride labels and to tell a projection skip (a
             1x1 conv where the layer changes shape) from an identity (optional).
         title: Figure title, replacing the default (space name, resolution, width).
@@ -194,7 +195,5 @@ def draw_architecture(
         The path written.
     """
     fig = architecture_figure(arch, space, title, subtitle, max_per_row)
-    out = os.fspath(path)
     # "tight" keeps everything drawn (long names, legend) and trims the margins.
-    atomic_write_file(out, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight"))
-    return out
+    return save_figure(fig, path, dpi)
