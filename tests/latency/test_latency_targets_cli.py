@@ -137,7 +137,7 @@ def test_cli_builds_and_validates_a_table_of_a_user_defined_space(tmp_path, caps
     # The table stores the space's name only: validating needs the file, and says so.
     assert commands.main(["latency", "validate", "--table", str(table), "--num-archs", "3", "--calibration", "0"]
                          + common) == 2
-    assert "a user-defined space: give its JSON file" in capsys.readouterr().err
+    assert "for a user-defined space, give its JSON file with --space-file" in capsys.readouterr().err
     assert commands.main(["latency", "validate", "--table", str(table), "--space-file", str(space_file),
                           "--num-archs", "3", "--calibration", "0"] + common) == 0
     assert "MAPE" in capsys.readouterr().out

@@ -7,24 +7,149 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import math
 import os
-from typing import Any
+import sys
+from typing import Any, Optional
 
-from hwnas._argtypes import non_negative_int, positive_float, positive_int, thread_count
+from hwnas._argtypes import positive_float, positive_int, thread_count
 
-__all__ = ["add_subparser", "main"]
+__all__ = ["add_subparser", "main", "MAX_FLUSH_MB"]
+
+#: Largest ``--flush-mb``: the flush buffer is allocated in full, and a few GiB already
+#: outgrow any CPU cache many times over.
+MAX_FLUSH_MB = 4096
 
 
-def _space(name_or_file: str, resolution: int, width: float | None) -> Any:
+def _physical_memory_mb() -> Optional[float]:
+    """This machine's memory in MiB, where the OS says (``None`` elsewhere)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 20)
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - platforms without sysconf
+        return None
+
+
+def _flush_mb(text: str) -> float:
+    """``--flush-mb``: 0 (no flushing) up to :data:`MAX_FLUSH_MB` and half the machine's memory."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of MiB, got {text!r}") from None
+    memory = _physical_memory_mb()
+    cap = float(MAX_FLUSH_MB) if memory is None else min(float(MAX_FLUSH_MB), memory / 2)
+    if not (math.isfinite(value) and 0 <= value <= cap):
+        limit = f"{cap:g}" + ("" if cap == MAX_FLUSH_MB else " (half of this machine's memory)")
+        raise argparse.ArgumentTypeError(f"must be a number of MiB from 0 to {limit}, got {text}")
+    return value
+
+
+def _calibration_count(text: str) -> int:
+    """``--calibration``: 0 (no correction) or enough models to fit one."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of models, got {text!r}") from None
+    if value != 0 and value < 2:
+        # The affine fit (and the proportional one reported beside it, and the refined
+        # table) has two parameters: one model cannot fit it.
+        raise argparse.ArgumentTypeError(f"must be 0 (no correction) or at least 2 models (the correction "
+                                         f"has two parameters), got {value}")
+    return value
+
+
+def _num_archs(text: str) -> int:
+    """``--num-archs``: at least the two models an error metric needs."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of models, got {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 (error metrics and rank correlations compare "
+                                         f"models), got {value}")
+    return value
+
+
+def _refine_strength(text: str) -> float:
+    """``--refine-strength``: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, e.g. 0.03, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, e.g. 0.03, got {text}")
+    return value
+
+
+def _space(name_or_file: str, resolution: int, width: float | None, **shape: Any) -> Any:
     """A registered space by name, or a user-defined space's JSON file, at ``resolution``
-    (and ``width``), shaped as a search shapes it."""
+    (and ``width``, ``in_channels``, ``num_classes`` where given), shaped as a search shapes it."""
     from hwnas.spaces import get_space, load_space
 
     kwargs: dict[str, Any] = {"resolution": resolution}
     if width is not None:
         kwargs["width"] = width
+    kwargs.update({k: v for k, v in shape.items() if v is not None})
     return (load_space if os.path.isfile(name_or_file) else get_space)(name_or_file, **kwargs)
+
+
+def _table_space(table: Any, table_path: str, space_file: Optional[str]) -> Any:
+    """The space ``table`` was built for, at its shape: resolution, width, input
+    channels, classes and the options of a registered space.
+
+    A registered space is rebuilt from the name and options the table stores (tables
+    written before the options were stored: the ``in_channels`` and ``num_classes``
+    their stem and head keys name). A user-defined space comes from ``space_file``,
+    shaped like the table. Architectures of a registered space are checked against
+    its registered definition (see ``LatencyTable.predict``), so a ``space_file``
+    under a registered name must describe the registered space at the table's shape.
+
+    Raises:
+        ValueError: Not a registered space and no ``space_file``; a ``space_file`` of
+            another space or shape; or a rebuilt space whose entry keys differ from
+            the table's. The messages name the files.
+    """
+    from hwnas.spaces import get_space, list_spaces, load_space
+
+    shape: dict[str, Any] = {"resolution": table.resolution, "width": table.width}
+    registered = table.space in list_spaces()
+    file_space = None
+    if space_file is not None:
+        # The file's space at the table's shape, as the build shaped it (--resolution,
+        # --width, --in-channels, --num-classes override the file's own values).
+        file_space = load_space(space_file, **shape, **table.fixed_part_shape())
+        if file_space.name != table.space:
+            raise ValueError(f"--space-file {space_file} defines space {file_space.name!r}, the table "
+                             f"{table_path} is of {table.space!r}")
+        try:
+            table.check_space(file_space)
+        except ValueError as exc:
+            raise ValueError(f"--space-file {space_file} does not define the space of the table {table_path}: "
+                             f"{exc}") from None
+        if not registered:
+            return file_space
+    elif not registered:
+        raise ValueError(f"the table {table_path} is of space {table.space!r}, which is not registered (known: "
+                         f"{', '.join(list_spaces())}): for a user-defined space, give its JSON file with --space-file")
+    options = table.space_shape_options()
+    for own in ("resolution", "width"):
+        options.pop(own, None)
+    if table.space_options is None:
+        # Inferred options (an older table): give only those the space's defaults miss,
+        # so a registered space without such an option is still rebuilt.
+        default = get_space(table.space, **shape)
+        options = {k: v for k, v in options.items() if getattr(default, k, None) != v}
+    space = get_space(table.space, **shape, **options)
+    try:
+        table.check_space(space)
+    except ValueError as exc:
+        if file_space is not None:
+            raise ValueError(f"--space-file {space_file} names the registered space {table.space!r}, which rebuilt "
+                             f"with the table's options {options} does not match the table {table_path} ({exc}); "
+                             "architectures of a registered space are checked against its registered definition: "
+                             "give the space in the file another name, and build its table from the file") from None
+        raise ValueError(f"cannot rebuild the space of the table {table_path} from its name {table.space!r} and "
+                         f"options {options}: {exc}. Give the space's JSON file with --space-file") from None
+    return space
 
 
 def _target(args: argparse.Namespace) -> Any:
@@ -33,10 +158,11 @@ def _target(args: argparse.Namespace) -> Any:
     return get_target(args.target, threads=args.threads, batch=args.batch)
 
 
-def _timing(args: argparse.Namespace, base: Any, clock: str = "steady") -> Any:
+def _timing(args: argparse.Namespace, base: Any, clock: str) -> Any:
+    """``base`` with the clock and the command line's timing options."""
     from dataclasses import replace
 
-    base = replace(base, clock=args.clock or clock)
+    base = replace(base, clock=clock)
     if getattr(args, "flush_mb", None):
         base = replace(base, flush_bytes=int(args.flush_mb * (1 << 20)))
     # A short budget asks for a quick run: keep the warm-up in proportion.
@@ -51,23 +177,32 @@ def _refuse_folder(path: str | None, option: str) -> None:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from .build import DEFAULT_TABLE_TIMING, build_table
+    from .build import DEFAULT_TABLE_TIMING, build_table, check_overwritable, check_resumable
     from .fingerprint import machine_line
     from .table import LatencyTable
 
     _refuse_folder(args.out, "--out")
-    if args.clock == "thread_cpu" and args.threads != 1:
+    # Before anything is measured: never write over a file that is not a table, and
+    # never continue a table with measurements that would not add up with its own.
+    check_overwritable(args.out)
+    existing = None
+    if not args.restart and os.path.exists(args.out):
+        existing = LatencyTable.load(args.out)
+    # A continued table keeps its clock unless --clock says otherwise (then refused below).
+    clock = args.clock or (existing.timing_clock() if existing is not None else "steady")
+    if existing is not None:
+        check_resumable(existing, clock, args.drift_correction, source=args.out)
+    if clock == "thread_cpu" and args.threads != 1:
         raise ValueError(f"--clock thread_cpu times the calling thread only: it needs --threads 1 "
                          f"(got {args.threads}); use --clock steady for more threads")
-    space = _space(args.space, args.resolution, args.width)
+    space = _space(args.space, args.resolution, args.width, in_channels=args.in_channels,
+                   num_classes=args.num_classes)
     target = _target(args)
-    config = _timing(args, DEFAULT_TABLE_TIMING)
+    config = _timing(args, DEFAULT_TABLE_TIMING, clock)
     notes = None
     if args.drift_correction:
         # A resumed build keeps the scale of the entries already measured.
-        stored = None
-        if not args.restart and os.path.exists(args.out):
-            stored = LatencyTable.load(args.out).notes.get("drift_correction")
+        stored = existing.notes.get("drift_correction") if existing is not None else None
         from .drift import drift_corrected_target
 
         target = drift_corrected_target(target, space, stored)
@@ -88,13 +223,22 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from .targets import target_from_fingerprint
     from .validation import DEFAULT_MODEL_TIMING, validate_table
 
+    if args.refine_strength is not None and not args.calibration:
+        raise ValueError("--refine-strength fits the table to the calibration models: it needs --calibration 2 "
+                         "or more (a few dozen for a useful refinement), got --calibration 0")
     _refuse_folder(args.table, "--table")
     _refuse_folder(args.plot, "--plot")
     _refuse_folder(args.report, "--report")
     table = LatencyTable.load(args.table)
-    space = _space(args.space_file or table.space, table.resolution, table.width if table.width != 1.0 else None)
-    if space.name != table.space:
-        raise ValueError(f"--space-file {args.space_file} defines space {space.name!r}, the table is of {table.space!r}")
+    # Whole models are timed on the clock of the table's entries unless --clock says otherwise.
+    clock = args.clock or table.timing_clock()
+    threads = table.fingerprint.get("threads", 1)
+    if clock == "thread_cpu" and threads != 1:
+        given = "--clock thread_cpu" if args.clock else "the table's clock, thread_cpu,"
+        raise ValueError(f"{given} times the calling thread only: it needs a table measured with 1 thread, and "
+                         f"{args.table} was measured with {threads} (the --threads of its build); use --clock "
+                         "steady, or build a table with --threads 1")
+    space = _table_space(table, args.table, args.space_file)
     target = target_from_fingerprint(table.fingerprint)
     stored = table.notes.get("drift_correction")
     if stored and not args.no_drift_correction:
@@ -104,7 +248,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         target = drift_corrected_target(target, space, stored)
     report = validate_table(
         table, space, target, num_archs=args.num_archs, num_calibration=args.calibration, seed=args.seed,
-        config=_timing(args, DEFAULT_MODEL_TIMING, table.notes.get("timing", {}).get("clock", "steady")),
+        config=_timing(args, DEFAULT_MODEL_TIMING, clock),
         allow_mixed=args.allow_mixed, progress=not args.quiet,
         plot_path=args.plot, report_path=args.report, refine_strength=args.refine_strength,
     )
@@ -131,48 +275,76 @@ def _cmd_overhead(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser, model: bool) -> None:
+    budget = 3.0 if model else 1.5
     p.add_argument("--rel-ci", type=positive_float, default=0.01, help="target relative CI width of each median (default 0.01)")
-    p.add_argument("--budget", type=positive_float, default=3.0 if model else 1.5, help="seconds per measurement at most")
+    p.add_argument("--budget", type=positive_float, default=budget,
+                   help=f"seconds per measurement at most (default {budget:g})")
     p.add_argument("--allow-mixed", action="store_true", help="accept tables/targets with different fingerprints")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--clock", choices=("steady", "thread_cpu"), default=None,
-                   help="steady (wall time, default for build) or thread_cpu (CPU time of the timing thread: "
-                        "robust on a shared machine, needs --threads 1); validate defaults to the table's clock")
+    if model:
+        clock_help = ("steady (wall time) or thread_cpu (CPU time of the timing thread: robust on a shared "
+                      "machine; needs a table measured with one thread); default: the clock the table's entries "
+                      "were timed with")
+    else:
+        clock_help = ("steady (wall time) or thread_cpu (CPU time of the timing thread: robust on a shared "
+                      "machine; needs --threads 1); default: steady, or the clock of the table continued at --out "
+                      "(a continued table cannot change its clock)")
+    p.add_argument("--clock", choices=("steady", "thread_cpu"), default=None, help=clock_help)
 
 
 def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
     """Adds ``latency`` with sub-commands ``build``, ``validate`` and ``overhead``."""
     latency = subparsers.add_parser("latency", help="latency tables: build, validate, harness overhead")
-    sub = latency.add_subparsers(dest="latency_command", required=True)
+    # Not required: `hwnas latency` alone prints this help (naming the sub-commands)
+    # rather than argparse's "the following arguments are required: latency_command".
+    sub = latency.add_subparsers(dest="latency_command", title="commands", metavar="{build,validate,overhead}")
+
+    def no_command(args: argparse.Namespace) -> int:
+        latency.print_help()
+        return 2
+
+    latency.set_defaults(handler=no_command)
 
     build = sub.add_parser("build", help="measure a latency table (resumable)")
     build.add_argument("--space", required=True, help="search space name (e.g. fbnet, fbnet_small) or a space JSON file")
     build.add_argument("--resolution", type=int, required=True, help="input side length, e.g. 32 or 64")
-    build.add_argument("--width", type=float, default=None, help="width multiplier of the space")
-    build.add_argument("--target", default="eager", help="eager, torchscript or onnxruntime")
+    build.add_argument("--width", type=float, default=None, help="width multiplier of the space (default: the space's)")
+    build.add_argument("--in-channels", type=positive_int, default=None,
+                       help="input image channels, e.g. 1 for a grayscale dataset such as digits (default: the "
+                            "space's, 3 for the registered spaces); a search's table has its dataset's")
+    build.add_argument("--num-classes", type=positive_int, default=None,
+                       help="classifier outputs (default: the space's, e.g. 10 for fbnet_small)")
+    build.add_argument("--target", default="eager", help="eager, torchscript or onnxruntime (default eager)")
     build.add_argument("--threads", type=thread_count, default=1, help="intra-op threads of the measurements (default 1)")
     build.add_argument("--batch", type=positive_int, default=1, help="batch size of the measured inputs (default 1)")
-    build.add_argument("--out", required=True, help="table JSON path (continued if it exists)")
+    build.add_argument("--out", required=True,
+                       help="table JSON path (continued if it exists; a file that is not a latency table is "
+                            "never overwritten)")
     build.add_argument("--restart", action="store_true", help="discard an existing table at --out")
-    build.add_argument("--flush-mb", type=float, default=0.0,
+    build.add_argument("--flush-mb", type=_flush_mb, default=0.0,
                        help="MiB written between block samples to evict caches (e.g. 2x the per-core L2, so a "
-                            "block finds its weights out of L2 as inside a whole model, yet still in L3); default 0")
+                            "block finds its weights out of L2 as inside a whole model, yet still in L3); from 0 "
+                            f"(default: no flushing) to {MAX_FLUSH_MB}, and at most half the machine's memory")
     build.add_argument("--drift-correction", action="store_true",
                        help="time a fixed reference model of the space between measurements and scale each "
                             "measurement to the machine's speed at the start of the build: cancels the "
-                            "speed changes of a shared machine (stored in the table; validate reuses it)")
+                            "speed changes of a shared machine (stored in the table; validate reuses it). A "
+                            "table is continued only with the setting it was built with")
     _common(build, model=False)
     build.set_defaults(handler=_cmd_build)
 
     validate = sub.add_parser("validate", help="measure random whole models and compare with the table")
-    validate.add_argument("--table", required=True, help="table JSON built by `hwnas latency build`")
+    validate.add_argument("--table", required=True, help="table JSON built by `hwnas latency build` or saved by a search")
     validate.add_argument("--space-file", default=None,
                           help="the space JSON file of a table built for a user-defined space (a registered "
-                               "space is found by the name the table stores)")
-    validate.add_argument("--num-archs", type=positive_int, default=30, help="random architectures measured end to end (default 30)")
-    validate.add_argument("--calibration", type=non_negative_int, default=10, help="extra architectures to fit the correction on")
+                               "space is rebuilt from the name and options the table stores)")
+    validate.add_argument("--num-archs", type=_num_archs, default=30,
+                          help="random architectures measured end to end, at least 2 (default 30)")
+    validate.add_argument("--calibration", type=_calibration_count, default=10,
+                          help="extra architectures to fit the correction on: 0 (no correction) or at least 2 "
+                               "(default 10)")
     validate.add_argument("--seed", type=int, default=0, help="seed of the architecture sample (default 0)")
-    validate.add_argument("--refine-strength", type=float, default=None,
+    validate.add_argument("--refine-strength", type=_refine_strength, default=None,
                           help="also report the table refined on the calibration models (every entry fitted to "
                                "whole-model costs, pulled towards the scaled standalone entries with this "
                                "strength, e.g. 0.03); needs a few dozen --calibration models")

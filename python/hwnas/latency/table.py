@@ -283,6 +283,11 @@ class LatencyTable:
         complete: Whether every key of :meth:`required_keys` has an entry.
         head_channels: Width of the head's 1x1 convolution, which the head's entry key
             does not name (``None`` in tables written before it was stored).
+        space_options: The options that rebuild a registered space as the table was
+            built for it, ``get_space(space, resolution=..., width=..., **space_options)``
+            (e.g. ``{"in_channels": 1}`` for a grayscale search), as the space's
+            ``options`` say; ``None`` in tables written before they were stored (see
+            :meth:`space_shape_options`).
     """
 
     space: str
@@ -301,6 +306,7 @@ class LatencyTable:
     source: str = "measured"
     notes: dict[str, Any] = field(default_factory=dict)
     head_channels: Optional[int] = None
+    space_options: Optional[dict[str, Any]] = None
 
     # ------------------------------------------------------------------ construction
 
@@ -317,8 +323,33 @@ class LatencyTable:
             stem_key=stem_key(space),
             head_key=head_key(space),
             head_channels=space.head_channels,
+            # Validation rebuilds a registered space from the table alone: without its
+            # options a table of a 1-channel search was checked against 3 channels.
+            space_options=dict(getattr(space, "options", None) or {}),
             **kwargs,
         )
+
+    def fixed_part_shape(self) -> dict[str, int]:
+        """``{"in_channels": .., "num_classes": ..}`` as the stem and head entry keys name them
+        (``stem|c<in_channels>-..``, ``head|c..-<num_classes>|..``); ``{}`` for keys
+        this module did not write."""
+        try:
+            return {"in_channels": int(self.stem_key.split("|")[1][1:].split("-")[0]),
+                    "num_classes": int(self.head_key.split("|")[1].split("-")[1])}
+        except (IndexError, ValueError):
+            return {}
+
+    def space_shape_options(self) -> dict[str, Any]:
+        """The options that rebuild this table's (registered) space at the shape it was built for.
+
+        :attr:`space_options` where stored; for tables written before they were, the
+        ``in_channels`` and ``num_classes`` of :meth:`fixed_part_shape`, the options a
+        search on another dataset changes. Other options (candidates, head width) are
+        not in the keys: :meth:`check_space` tells when the rebuilt space differs.
+        """
+        if self.space_options is not None:
+            return dict(self.space_options)
+        return dict(self.fixed_part_shape())
 
     def required_keys(self) -> list[str]:
         """Every entry key the table needs, each once, in first-use order (stem, layers, head)."""
@@ -645,6 +676,7 @@ class LatencyTable:
             "stem_key": self.stem_key,
             "head_key": self.head_key,
             "head_channels": self.head_channels,
+            "space_options": self.space_options,
             "layers": self.layers,
             "entries": {k: e.to_dict() for k, e in self.entries.items()},
             "notes": self.notes,
@@ -688,6 +720,7 @@ class LatencyTable:
                 stem_key=stem,
                 head_key=_field(data, "head_key", "str", source),
                 head_channels=_field(data, "head_channels", "int", source, default=None, minimum=0),
+                space_options=_field(data, "space_options", "object", source, default=None),
                 entries=entries,
                 metric=_field(data, "metric", "str", source, default="latency"),
                 unit=_field(data, "unit", "str", source, default="us"),

@@ -17,6 +17,7 @@ Report JSON: ``format`` ``hwnas.latency_validation``, ``version`` 1.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import random
 from dataclasses import dataclass, field
@@ -559,8 +560,20 @@ def validate_table(
 
     Raises:
         ValueError: Fingerprints differ (and not ``allow_mixed``), the table is incomplete,
-            or the correction to store does not grow with the table sum (``a <= 0``).
+            fewer than 2 ``num_archs``, a ``num_calibration`` other than 0 or at least 2,
+            a ``refine_strength`` without calibration models (all before anything is
+            measured), or the correction to store does not grow with the table sum (``a <= 0``).
     """
+    # Checked before measuring: a run of whole models takes minutes.
+    if isinstance(num_calibration, bool) or not isinstance(num_calibration, numbers.Integral) or \
+            not (num_calibration == 0 or num_calibration >= 2):
+        # Whatever the fit, an affine one runs too (as the correction or as its comparison),
+        # and the refined table needs two models as well.
+        raise ValueError(f"num_calibration must be 0 (no correction) or at least 2 (an affine fit has two "
+                         f"parameters), got {num_calibration!r}")
+    if refine_strength is not None and not num_calibration:
+        raise ValueError("refine_strength fits the table to the calibration models: it needs num_calibration >= 2, "
+                         "got 0")
     diffs = fingerprint_differences(table.fingerprint, target.fingerprint())
     if diffs and not allow_mixed:
         raise ValueError("the table was measured under another fingerprint than this target's: " + "; ".join(diffs))
