@@ -15,6 +15,7 @@ JSON files carry ``format`` and ``version``; :func:`read_json` refuses unknown o
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import random
@@ -192,6 +193,24 @@ class RunDir:
         self._prune(stage, epoch)
         return path
 
+    def remove_temporaries(self) -> list[str]:
+        """Removes the temporary files of atomic writes that a kill interrupted (``.tmp-*``,
+        anywhere in the folder), returning their paths.
+
+        Call it only while no process writes into the folder (when a run is resumed): a
+        temporary file is renamed into place when its write completes, so any found then
+        belongs to a write that never finished.
+        """
+        removed = []
+        for folder, _, names in os.walk(self.path):
+            for name in names:
+                if name.startswith(".tmp-"):
+                    path = os.path.join(folder, name)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                        removed.append(path)
+        return removed
+
     def _kept_epochs(self, stage: str) -> list[int]:
         """Epochs of the checkpoints of ``stage`` in the folder, in increasing order."""
         pattern = re.compile(rf"^{re.escape(stage)}-epoch-(\d+)\.pt$")
@@ -208,34 +227,53 @@ class RunDir:
     def load_latest(self, stage: str) -> Optional[dict[str, Any]]:
         """The latest checkpoint of ``stage``, or ``None`` if there is none yet.
 
-        A latest checkpoint that cannot be read (damaged on disk: writes are atomic, so
-        an interrupted run never leaves one) is passed over, with a warning, for the
-        newest older one still kept; the run then repeats the epochs in between.
+        Checkpoint files are written atomically before the ``latest`` pointer, so the
+        newest readable checkpoint file in the folder is the state to continue from. A
+        pointer that is missing, unreadable or names a missing file while checkpoints are
+        kept (a folder edited by hand), and a newest checkpoint that cannot be read
+        (damaged on disk), are reported with a warning, and the run continues from the
+        newest checkpoint that can be read; it then repeats the epochs in between.
 
         Raises:
-            ValueError: The pointer names a missing file, a checkpoint of an unknown
-                format version, or no kept checkpoint can be read.
+            ValueError: A checkpoint of an unknown format version, or checkpoints that
+                should exist (the pointer names one) but none can be read.
         """
         pointer_path = self._pointer_path(stage)
+        kept = self._kept_epochs(stage) if os.path.isdir(os.path.join(self.path, "checkpoints")) else []
+        if not kept and not os.path.exists(pointer_path):
+            return None  # nothing saved yet
+        problems: list[str] = []
+        order = list(reversed(kept))  # newest first
         if not os.path.exists(pointer_path):
-            return None
-        pointer = read_json(pointer_path, POINTER_FORMAT, (FORMAT_VERSION,))
-        path = os.path.join(self.path, pointer["file"])
-        if not os.path.isfile(path):
-            raise ValueError(f"{pointer_path} names {path}, which does not exist; the run folder was edited by hand")
-        try:
-            return _read_checkpoint(path)
-        except _DamagedCheckpoint as damaged:
-            older = [epoch for epoch in self._kept_epochs(stage) if epoch < int(pointer["epoch"])]
-            for epoch in reversed(older):
-                candidate = self.file(self._checkpoint_name(stage, epoch))
-                try:
-                    state = _read_checkpoint(candidate)
-                except _DamagedCheckpoint:
-                    continue
-                warnings.warn(f"{damaged}; resuming from the previous checkpoint {candidate} instead", stacklevel=2)
-                return state
-            raise ValueError(f"{damaged}, and no older checkpoint of {stage!r} is kept to resume from") from None
+            problems.append(f"{pointer_path} is missing")
+        else:
+            try:
+                pointer = read_json(pointer_path, POINTER_FORMAT, (FORMAT_VERSION,))
+                pointed = int(pointer["epoch"])
+            except (KeyError, TypeError, ValueError) as exc:
+                if "is not supported" in str(exc):
+                    raise  # written by another hwnas: not damage to pass over
+                problems.append(f"{pointer_path} cannot be read ({exc})")
+            else:
+                if pointed in kept:
+                    # The pointer's checkpoint first: it moves only once its file is whole.
+                    order = [pointed] + [epoch for epoch in order if epoch != pointed]
+                else:
+                    problems.append(f"{pointer_path} names {os.path.join(self.path, pointer['file'])}, "
+                                    "which does not exist")
+        for epoch in order:
+            candidate = os.path.join(self.path, self._checkpoint_name(stage, epoch))
+            try:
+                state = _read_checkpoint(candidate)
+            except _DamagedCheckpoint as damaged:
+                problems.append(str(damaged))
+                continue
+            if problems:
+                warnings.warn("; ".join(problems) + f"; resuming from the checkpoint {candidate} instead "
+                              "(the run folder was damaged or edited by hand)", stacklevel=2)
+            return state
+        problems.append(f"no kept checkpoint of {stage!r} can be read to resume from")
+        raise ValueError("; ".join(problems))
 
 
 class _DamagedCheckpoint(ValueError):

@@ -379,3 +379,9 @@ def test_binary_table_or_space_file_is_named(tmp_path, capsys):
                           "--out", str(tmp_path / "t.json"), *FAST]) == 2
     assert str(binary) in capsys.readouterr().err
     assert not (tmp_path / "t.json").exists()
+
+
+def test_validate_refuses_a_plot_extension_it_cannot_write_before_reading_the_table(tmp_path, capsys):
+    assert commands.main(["latency", "validate", "--table", str(tmp_path / "none.json"),
+                          "--plot", str(tmp_path / "p.txt")]) == 2
+    assert "a figure is written as .png, .svg, .pdf, not .txt" in capsys.readouterr().err

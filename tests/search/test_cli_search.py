@@ -106,6 +106,19 @@ def test_search_then_train_from_the_command_line(inputs, capsys, monkeypatch):
                      "--keep-checkpoints", keep, "--out", str(folder)]) == 0
         kept = sorted(name for name in os.listdir(folder / "checkpoints") if name.endswith(".pt"))
         assert kept == [f"train-epoch-{epoch:04d}.pt" for epoch in epochs], kept
+        assert json.loads((folder / "config.json").read_text())["keep_checkpoints"] == (int(keep) or None)
+    # A resume keeps the run's own setting (it pruned a keep-all run to the newest two).
+    folder = tmp / "keep-0"
+    for name in ("summary.json", "checkpoints/train-epoch-0003.pt", "checkpoints/train-latest.json"):
+        (folder / name).unlink()  # as if killed during epoch 3, with its pointer lost by hand
+    with pytest.warns(UserWarning, match="train-latest.json is missing"):
+        assert main(["train", "--quiet", "--resume", str(folder)]) == 0
+    kept = sorted(name for name in os.listdir(folder / "checkpoints") if name.endswith(".pt"))
+    assert kept == ["train-epoch-0001.pt", "train-epoch-0002.pt", "train-epoch-0003.pt"], kept
+    # An empty --resume (an unset shell variable) is refused, not read as a new run.
+    for command in ("search", "train"):
+        assert main([command, "--quiet", "--resume", ""]) == 1
+        assert "--resume needs a run folder, got an empty path" in capsys.readouterr().err
 
     # A train run keeps its own copy of the architecture: it resumes after the file moved.
     (tmp / "arch.json").write_text((run / "architecture.json").read_text())

@@ -78,10 +78,48 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one_or_is_named(
     latest = tmp_path / "run" / "checkpoints" / "search-epoch-0003.pt"
     latest.write_bytes(latest.read_bytes()[:100])  # damaged on disk
     with pytest.warns(UserWarning, match=r"search-epoch-0003.pt: the checkpoint cannot be read .* resuming from the "
-                                         r"previous checkpoint .*search-epoch-0002.pt instead"):
+                                         r"checkpoint .*search-epoch-0002.pt instead"):
         assert run.load_latest("search")["value"] == 2
     previous = tmp_path / "run" / "checkpoints" / "search-epoch-0002.pt"
     previous.write_bytes(b"")
-    with pytest.raises(ValueError, match=r"search-epoch-0003.pt: the checkpoint cannot be read .* and no older "
-                                         r"checkpoint of 'search' is kept to resume from"):
+    with pytest.raises(ValueError, match=r"search-epoch-0003.pt: the checkpoint cannot be read .*; no kept "
+                                         r"checkpoint of 'search' can be read to resume from"):
         run.load_latest("search")
+
+
+@pytest.mark.parametrize("damage", ["delete pointer", "empty pointer", "delete newest"])
+def test_a_hand_damaged_pointer_or_missing_checkpoint_resumes_from_the_newest_readable(tmp_path, damage):
+    run = RunDir(tmp_path / "run", keep_checkpoints=2)
+    for epoch in (1, 2, 3):
+        run.save_checkpoint("search", epoch, {"value": epoch})
+    folder = tmp_path / "run" / "checkpoints"
+    if damage == "delete pointer":  # restarted from epoch 0, silently, before
+        (folder / "search-latest.json").unlink()
+        expected, message = 3, "search-latest.json is missing"
+    elif damage == "empty pointer":  # a hard error before
+        (folder / "search-latest.json").write_text("")
+        expected, message = 3, "search-latest.json cannot be read"
+    else:  # a hard error before, though epoch 2 was kept
+        (folder / "search-epoch-0003.pt").unlink()
+        expected, message = 2, "search-epoch-0003.pt, which does not exist"
+    with pytest.warns(UserWarning, match=message + r".*resuming from the checkpoint .*search-epoch-000"
+                      + str(expected) + r".pt instead \(the run folder was damaged or edited by hand\)"):
+        assert run.load_latest("search")["value"] == expected
+    for name in os.listdir(folder):
+        (folder / name).unlink()
+    # Nothing kept, yet a pointer names a checkpoint: an error, not a silent restart.
+    run.save_checkpoint("search", 1, {"value": 1})
+    (folder / "search-epoch-0001.pt").unlink()
+    with pytest.raises(ValueError, match="which does not exist; no kept checkpoint of 'search' can be read"):
+        run.load_latest("search")
+
+
+def test_remove_temporaries_clears_what_interrupted_writes_left(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.save_checkpoint("search", 1, {"value": 1})
+    left = [tmp_path / "run" / "checkpoints" / ".tmp-abc-search-epoch-0002.pt", tmp_path / "run" / ".tmp-x-history.json"]
+    for path in left:
+        path.write_bytes(b"partial")
+    assert sorted(run.remove_temporaries()) == sorted(map(str, left))
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["search-epoch-0001.pt", "search-latest.json"]
+    assert run.load_latest("search")["value"] == 1

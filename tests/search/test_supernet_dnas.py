@@ -261,3 +261,16 @@ def test_a_target_below_the_cheapest_architecture_is_reported(space, table, spli
     FBNetSearch(space, table, splits, SearchConfig(**{**config.to_dict(), "objective": {
         "name": "hard_target", "target": 12.0}}), progress=False, log=lines.append)
     assert lines == []
+
+
+def test_a_kill_after_the_last_checkpoint_leaves_a_whole_history_on_resume(space, table, splits, tmp_path):
+    config = SearchConfig(epochs=2, warmup_epochs=1, batch_size=16, num_samples=2)
+    killed = FBNetSearch(space, table, splits, config, run=RunDir(tmp_path / "r"), progress=False, log=None)
+    killed.run_epoch()
+    killed.run_dir.save_checkpoint("search", killed.epoch, killed.state_dict())
+    killed.write_history()
+    killed.run_epoch()  # the last epoch: checkpointed, then killed before its history write
+    killed.run_dir.save_checkpoint("search", killed.epoch, killed.state_dict())
+    assert [r["epoch"] for r in read_history(str(tmp_path / "r" / "history.json"))["epochs"]] == [1]
+    FBNetSearch(space, table, splits, config, run=RunDir(tmp_path / "r"), progress=False, log=None).run()
+    assert [r["epoch"] for r in read_history(str(tmp_path / "r" / "history.json"))["epochs"]] == [1, 2]

@@ -13,6 +13,7 @@ import sys
 from typing import Any, Optional
 
 from hwnas._argtypes import positive_float, positive_int, thread_count
+from hwnas._figures import figure_format
 
 __all__ = ["add_subparser", "main", "MAX_FLUSH_MB"]
 
@@ -228,6 +229,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                          "or more (a few dozen for a useful refinement), got --calibration 0")
     _refuse_folder(args.table, "--table")
     _refuse_folder(args.plot, "--plot")
+    if args.plot:
+        figure_format(args.plot)  # refused now, not after minutes of measuring
     _refuse_folder(args.report, "--report")
     table = LatencyTable.load(args.table)
     # Whole models are timed on the clock of the table's entries unless --clock says otherwise.
@@ -348,7 +351,7 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
                           help="also report the table refined on the calibration models (every entry fitted to "
                                "whole-model costs, pulled towards the scaled standalone entries with this "
                                "strength, e.g. 0.03); needs a few dozen --calibration models")
-    validate.add_argument("--plot", default=None, help="predicted-versus-measured PNG path")
+    validate.add_argument("--plot", default=None, help="predicted-versus-measured figure: a .png, .svg or .pdf path")
     validate.add_argument("--report", default=None, help="JSON report path")
     validate.add_argument("--no-store-correction", dest="store_correction", action="store_false",
                           help="do not write the fitted correction back into the table")

@@ -26,7 +26,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from hwnas._io import atomic_write_file, write_json
+from hwnas._figures import save_figure
+from hwnas._io import write_json
 from .fingerprint import fingerprint_differences, machine_line
 from .harness import TimingConfig, TimingResult
 from .table import LatencyTable, apply_correction
@@ -502,7 +503,7 @@ def plot_predicted_vs_measured(report: ValidationReport, path: str | os.PathLike
     ax.grid(alpha=0.3)
     fig.tight_layout()
     out = os.fspath(path)
-    atomic_write_file(out, lambda tmp: fig.savefig(tmp, dpi=120, format="png", bbox_inches="tight"))
+    save_figure(fig, out)
     return out
 
 

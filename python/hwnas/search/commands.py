@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import Any, Optional
 
 from hwnas._argtypes import non_negative_int, thread_count, thread_count_or_default
 
@@ -32,6 +32,14 @@ def _warn_ignored_with_resume(args: argparse.Namespace, command: str, kept: tupl
     if ignored:
         print(f"hwnas {command}: --resume continues with the run's saved settings; ignored: {', '.join(ignored)}",
               file=sys.stderr)
+
+
+def _keep_checkpoints(args: argparse.Namespace) -> Optional[int] | str:
+    """``--keep-checkpoints`` for the pipeline: not given, ``"run"`` (the default for a new
+    run, the run's own setting on resume); 0, ``None`` (keep all)."""
+    if args.keep_checkpoints is None:
+        return "run"
+    return args.keep_checkpoints or None
 
 
 def _add_data_args(parser: argparse.ArgumentParser, resolution: bool = True) -> None:
@@ -75,9 +83,9 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", default="runs", help="parent folder of new runs (default ./runs)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the search and of the retraining (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--keep-checkpoints", type=non_negative_int, default=2, metavar="N",
+    parser.add_argument("--keep-checkpoints", type=non_negative_int, default=None, metavar="N",
                         help="epoch checkpoints kept per stage, the newest (default 2: enough to resume after a kill "
-                             "at any moment; 0: keep every epoch's)")
+                             "at any moment; 0: keep every epoch's; with --resume: the run's own setting unless given)")
     _add_data_args(parser)
     space = parser.add_argument_group("search space and target")
     space.add_argument("--space", default="fbnet_small", help="registered space name or a space JSON file (default fbnet_small)")
@@ -184,10 +192,10 @@ def run_search(args: argparse.Namespace) -> int:
 
     if args.scale_rounds < 0:
         raise ValueError(f"--scale-rounds must be >= 0 (0: one drift-corrected measurement), got {args.scale_rounds}")
-    if args.resume:
+    if args.resume is not None:
         _warn_ignored_with_resume(args, "search", ("--resume", "--quiet", "--keep-checkpoints"))
         summary = search_pipeline(PipelineConfig(), resume=args.resume, progress=not args.quiet,
-                                  keep_checkpoints=args.keep_checkpoints or None)
+                                  keep_checkpoints=_keep_checkpoints(args))
     else:
         search = SearchConfig(
             epochs=args.epochs, batch_size=args.batch_size,
@@ -214,7 +222,7 @@ def run_search(args: argparse.Namespace) -> int:
             cache_dir=args.cache_dir,
         )
         summary = search_pipeline(config, out=args.out, runs_dir=args.runs_dir, progress=not args.quiet,
-                                  keep_checkpoints=args.keep_checkpoints or None)
+                                  keep_checkpoints=_keep_checkpoints(args))
     _print_summary(summary)
     return 0
 
@@ -244,9 +252,9 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default="eager", help="latency target measured after training (default eager)")
     parser.add_argument("--threads", type=thread_count, default=1, help="threads of the latency measurement (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--keep-checkpoints", type=non_negative_int, default=2, metavar="N",
+    parser.add_argument("--keep-checkpoints", type=non_negative_int, default=None, metavar="N",
                         help="epoch checkpoints kept per stage, the newest (default 2: enough to resume after a kill "
-                             "at any moment; 0: keep every epoch's)")
+                             "at any moment; 0: keep every epoch's; with --resume: the run's own setting unless given)")
     _add_data_args(parser, resolution=False)
     _add_train_args(parser.add_argument_group("recipe (SGD + cosine schedule)"), 8)
 
@@ -255,9 +263,12 @@ def run_train(args: argparse.Namespace) -> int:
     from .pipeline import train_pipeline
     from .retrain import TrainConfig
 
-    if not args.arch and not args.resume:
+    if args.resume == "":
+        # An unset shell variable: refused, rather than read as "no --resume".
+        raise ValueError("--resume needs a run folder, got an empty path")
+    if not args.arch and args.resume is None:
         raise ValueError("give an architecture JSON file or search run folder, or --resume RUN_DIR")
-    if args.resume:
+    if args.resume is not None:
         _warn_ignored_with_resume(args, "train", ("--resume", "--quiet", "--train-threads", "--keep-checkpoints"),
                                   ("arch",))
     config = TrainConfig(epochs=args.train_epochs, batch_size=args.train_batch_size, lr=args.train_lr,
@@ -268,6 +279,6 @@ def run_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.train_threads)
     summary = train_pipeline(args.arch or "", args.data, args.out, args.runs_dir, config, args.target, args.threads,
                              args.data_seed, args.limit, args.space_file, args.resume, progress=not args.quiet,
-                             keep_checkpoints=args.keep_checkpoints or None)
+                             keep_checkpoints=_keep_checkpoints(args))
     _print_summary(summary)
     return 0

@@ -553,11 +553,16 @@ class FBNetSearch:
             if state is not None:
                 self.load_state_dict(state)
                 self.log(f"resumed after epoch {self.epoch} from {run.path}")
+        ran = self.epoch < self.config.epochs
         while self.epoch < self.config.epochs:
             self.run_epoch()
             if run is not None:
                 run.save_checkpoint("search", self.epoch, self.state_dict())
                 self.write_history()
+        if run is not None and not ran:
+            # Resumed after the last epoch: a kill between its checkpoint and its history
+            # write left history.json one epoch short.
+            self.write_history()
         candidates = self.select()
         best = next(row for row in candidates if row["kind"] != "baseline")
         arch = self.space.make_arch(best["choices"])

@@ -144,17 +144,36 @@ def search_table(config: PipelineConfig, space: Any, target: Any = None, progres
                         seed=config.data_seed, drift_correction=config.drift_correction)
 
 
-def _existing_run(path: str, command: str, keep_checkpoints: Optional[int] = 2) -> RunDir:
-    """The run folder ``path`` of an ``hwnas <command>`` run, to resume (clear errors otherwise)."""
+#: Epoch checkpoints a new run keeps per stage.
+DEFAULT_KEEP_CHECKPOINTS = 2
+
+
+def _new_run_keep(keep_checkpoints: Optional[int] | str) -> Optional[int]:
+    """What a new run keeps: ``"run"`` (no setting given) means the default."""
+    return DEFAULT_KEEP_CHECKPOINTS if keep_checkpoints == "run" else keep_checkpoints
+
+
+def _existing_run(path: str, command: str, keep_checkpoints: Optional[int] | str = "run") -> RunDir:
+    """The run folder ``path`` of an ``hwnas <command>`` run, to resume (clear errors otherwise).
+
+    ``keep_checkpoints`` ``"run"``: the run's own setting (stored in its config; runs
+    written before it was stored kept :data:`DEFAULT_KEEP_CHECKPOINTS`). Temporary
+    files that a kill left behind in the folder are removed.
+    """
+    if not path:
+        raise ValueError("--resume needs a run folder, got an empty path")
     if os.path.exists(path) and not os.path.isdir(path):
         raise NotADirectoryError(f"--resume {path}: a file, not a run folder")
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{path}: no such run folder")
-    run = RunDir(path, keep_checkpoints=keep_checkpoints)
-    stored = run.read_config()
+    stored = RunDir(path).read_config()
     if stored.get("command") != command:
         raise ValueError(f"{path} is a '{stored.get('command')}' run folder, not a 'hwnas {command}' one; "
                          f"resume it with hwnas {stored.get('command')} --resume {path}")
+    if keep_checkpoints == "run":
+        keep_checkpoints = stored.get("keep_checkpoints", DEFAULT_KEEP_CHECKPOINTS)
+    run = RunDir(path, keep_checkpoints=keep_checkpoints)
+    run.remove_temporaries()
     return run
 
 
@@ -249,7 +268,7 @@ def _stored_summary(run: RunDir) -> dict[str, Any]:
 
 def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir: str = "runs",
                     resume: Optional[str] = None, progress: bool = True, log: Callable[[str], None] = _log_default,
-                    keep_checkpoints: Optional[int] = 2) -> dict[str, Any]:
+                    keep_checkpoints: Optional[int] | str = "run") -> dict[str, Any]:
     """Runs (or resumes) a whole search; returns the summary (also ``RUN/summary.json``).
 
     Args:
@@ -260,7 +279,8 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
             returned and nothing is measured again).
         progress: Progress bars.
         log: Receives progress lines.
-        keep_checkpoints: Epoch checkpoints kept per stage (``None``: all).
+        keep_checkpoints: Epoch checkpoints kept per stage (``None``: all; ``"run"``: a new
+            run keeps :data:`DEFAULT_KEEP_CHECKPOINTS`, a resumed one its own setting).
     """
     from hwnas.latency.targets import get_target
     from hwnas.spaces.figure import draw_architecture
@@ -298,9 +318,10 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
     space = make_space(config, splits.in_channels, splits.num_classes)
     target = get_target(config.target, threads=config.threads)
     if resume is None:
-        run = RunDir(out, keep_checkpoints) if out else RunDir.create(runs_dir, "search", keep_checkpoints=keep_checkpoints)
+        keep = _new_run_keep(keep_checkpoints)
+        run = RunDir(out, keep) if out else RunDir.create(runs_dir, "search", keep_checkpoints=keep)
         run.write_config({"command": "search", "pipeline": config.to_dict(), "data": splits.info,
-                          "space": space.to_dict(), "hwnas_version": _version()})
+                          "space": space.to_dict(), "keep_checkpoints": keep, "hwnas_version": _version()})
     size = f"{splits.info['original_size'][0]}x{splits.info['original_size'][1]}"
     shape = (f"at its own {size}" if splits.info["resize"] == "none" else
              f"{size} resized to {config.resolution}x{config.resolution} ({splits.info['resize']})")
@@ -443,10 +464,11 @@ def train_architecture(space: Any, arch: Any, splits: DataSplits, config: TrainC
 def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: str, train_config: TrainConfig,
                    target_name: str = "eager", threads: int = 1, data_seed: int = 0, limit: Optional[int] = None,
                    space_file: Optional[str] = None, resume: Optional[str] = None, progress: bool = True,
-                   log: Callable[[str], None] = _log_default, keep_checkpoints: Optional[int] = 2) -> dict[str, Any]:
+                   log: Callable[[str], None] = _log_default, keep_checkpoints: Optional[int] | str = "run") -> dict[str, Any]:
     """``hwnas train``: trains an architecture (JSON file or search run folder) from scratch, measures, exports.
 
-    ``keep_checkpoints``: epoch checkpoints kept (``None``: all); the other arguments are
+    ``keep_checkpoints``: epoch checkpoints kept (``None``: all; ``"run"``: the default for a
+    new run, the run's own setting on resume); the other arguments are
     ``hwnas train``'s options.
     """
     from hwnas.latency.targets import get_target
@@ -482,11 +504,12 @@ def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: st
                          f"{data!r} has {splits.in_channels} / {splits.num_classes}")
     target = get_target(target_name, threads=threads)
     if resume is None:
-        run = RunDir(out, keep_checkpoints) if out else RunDir.create(runs_dir, "train", keep_checkpoints=keep_checkpoints)
+        keep = _new_run_keep(keep_checkpoints)
+        run = RunDir(out, keep) if out else RunDir.create(runs_dir, "train", keep_checkpoints=keep)
         run.write_config({"command": "train", "options": {
             "arch": os.path.abspath(path), "data": data, "data_seed": data_seed, "limit": limit, "target": target_name,
             "threads": threads, "space_file": space_file, "train": train_config.to_dict()}, "data": splits.info,
-            "space": space.to_dict(), "hwnas_version": _version()})
+            "space": space.to_dict(), "keep_checkpoints": keep, "hwnas_version": _version()})
         arch.save(run.file("architecture.json"))
     log(f"run folder: {run.path}")
     trained = train_architecture(space, arch, splits, train_config, run, target, stage="train",
