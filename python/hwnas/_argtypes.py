@@ -61,22 +61,21 @@ def check_thread_count(threads: int, what: str = "threads") -> int:
     return threads
 
 
-def thread_count(text: str) -> int:
-    """A thread count read from the command line: 1 .. the cores available (argparse
-    prefixes the option's name to the message)."""
+def thread_count(text: str, zero_means: str | None = None) -> int:
+    """A thread count read from the command line: 1 .. the cores available, or 0 when
+    ``zero_means`` names what 0 stands for (argparse prefixes the option's name to the
+    message)."""
     value = int(text)
+    if value == 0 and zero_means is not None:
+        return 0
     problem = _thread_count_problem(value)
     if problem is not None:
+        if zero_means is not None:
+            problem = f"must be 0 ({zero_means}) or {problem.removeprefix('must be ')}"
         raise argparse.ArgumentTypeError(problem)
     return value
 
 
 def thread_count_or_default(text: str) -> int:
     """A thread count, or 0 for torch's default."""
-    if text.strip() == "0":
-        return 0
-    value = int(text)
-    problem = _thread_count_problem(value)
-    if problem is not None:
-        raise argparse.ArgumentTypeError(f"must be 0 (torch's default) or {problem.removeprefix('must be ')}")
-    return value
+    return thread_count(text, zero_means="torch's default")

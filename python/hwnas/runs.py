@@ -30,6 +30,7 @@ from hwnas._io import atomic_write_file, read_json, write_json
 
 __all__ = [
     "RunDir",
+    "RunInUse",
     "atomic_write_json",
     "atomic_write_file",
     "atomic_torch_save",
@@ -197,9 +198,9 @@ class RunDir:
         """Removes the temporary files of atomic writes that a kill interrupted (``.tmp-*``,
         anywhere in the folder), returning their paths.
 
-        Call it only while no process writes into the folder (when a run is resumed): a
-        temporary file is renamed into place when its write completes, so any found then
-        belongs to a write that never finished.
+        Call it only while holding :meth:`lock` (when a run is resumed): no other process
+        writes into the folder then, and a temporary file is renamed into place when its
+        write completes, so any found belongs to a write that never finished.
         """
         removed = []
         for folder, _, names in os.walk(self.path):
@@ -227,16 +228,17 @@ class RunDir:
     def load_latest(self, stage: str) -> Optional[dict[str, Any]]:
         """The latest checkpoint of ``stage``, or ``None`` if there is none yet.
 
-        Checkpoint files are written atomically before the ``latest`` pointer, so the
-        newest readable checkpoint file in the folder is the state to continue from. A
-        pointer that is missing, unreadable or names a missing file while checkpoints are
-        kept (a folder edited by hand), and a newest checkpoint that cannot be read
-        (damaged on disk), are reported with a warning, and the run continues from the
-        newest checkpoint that can be read; it then repeats the epochs in between.
+        The checkpoint the ``latest`` pointer names is tried first (the pointer moves only
+        once its file is whole), then the other kept checkpoints, newest first. Without a
+        pointer (a kill between the first checkpoint and its pointer, or a pointer deleted
+        by hand) the newest readable checkpoint is the state to continue from, silently.
+        A pointer that cannot be read or names a missing file, and a checkpoint that cannot
+        be read (damaged on disk), are reported with a warning; the run then continues from
+        the newest readable kept checkpoint and repeats the epochs in between.
 
         Raises:
-            ValueError: A checkpoint of an unknown format version, or checkpoints that
-                should exist (the pointer names one) but none can be read.
+            ValueError: A pointer or checkpoint of an unknown format version, or a pointer
+                naming a checkpoint while none of the kept ones can be read.
         """
         pointer_path = self._pointer_path(stage)
         kept = self._kept_epochs(stage) if os.path.isdir(os.path.join(self.path, "checkpoints")) else []
@@ -244,23 +246,20 @@ class RunDir:
             return None  # nothing saved yet
         problems: list[str] = []
         order = list(reversed(kept))  # newest first
-        if not os.path.exists(pointer_path):
-            problems.append(f"{pointer_path} is missing")
-        else:
+        if os.path.exists(pointer_path):
             try:
                 pointer = read_json(pointer_path, POINTER_FORMAT, (FORMAT_VERSION,))
                 pointed = int(pointer["epoch"])
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, OSError) as exc:
                 if "is not supported" in str(exc):
                     raise  # written by another hwnas: not damage to pass over
                 problems.append(f"{pointer_path} cannot be read ({exc})")
             else:
                 if pointed in kept:
-                    # The pointer's checkpoint first: it moves only once its file is whole.
                     order = [pointed] + [epoch for epoch in order if epoch != pointed]
                 else:
-                    problems.append(f"{pointer_path} names {os.path.join(self.path, pointer['file'])}, "
-                                    "which does not exist")
+                    missing = os.path.join(self.path, self._checkpoint_name(stage, pointed))
+                    problems.append(f"{pointer_path} names {missing}, which does not exist")
         for epoch in order:
             candidate = os.path.join(self.path, self._checkpoint_name(stage, epoch))
             try:
@@ -274,6 +273,45 @@ class RunDir:
             return state
         problems.append(f"no kept checkpoint of {stage!r} can be read to resume from")
         raise ValueError("; ".join(problems))
+
+    def lock(self) -> None:
+        """Marks the folder as in use by this process until it exits (an exclusive
+        ``flock`` on ``.lock``, which the OS releases when the process ends, however).
+
+        Two processes continuing one run would overwrite each other's checkpoints, and
+        :meth:`remove_temporaries` would delete the other's files in flight.
+
+        Raises:
+            RunInUse: Another process holds the run.
+        """
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - no flock (Windows): runs are not guarded
+            return
+        if getattr(self, "_lock_handle", None) is not None:
+            return
+        handle = open(os.path.join(self.path, ".lock"), "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise RunInUse(f"{self.path} is in use by another hwnas process; wait for it to end "
+                           "(or stop it) before continuing this run") from None
+        self._lock_handle = handle
+
+    def unlock(self) -> None:
+        """Releases :meth:`lock` (a finished run; the OS releases it anyway at exit)."""
+        handle = getattr(self, "_lock_handle", None)
+        if handle is not None:
+            self._lock_handle = None
+            handle.close()
+
+    def __del__(self) -> None:
+        self.unlock()
+
+
+class RunInUse(OSError):
+    """Another process holds the run folder (:meth:`RunDir.lock`)."""
 
 
 class _DamagedCheckpoint(ValueError):

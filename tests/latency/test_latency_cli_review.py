@@ -385,3 +385,21 @@ def test_validate_refuses_a_plot_extension_it_cannot_write_before_reading_the_ta
     assert commands.main(["latency", "validate", "--table", str(tmp_path / "none.json"),
                           "--plot", str(tmp_path / "p.txt")]) == 2
     assert "a figure is written as .png, .svg, .pdf, not .txt" in capsys.readouterr().err
+
+
+def test_cli_validate_leaves_a_run_tables_correction_as_it_is(tmp_path, capsys):
+    from hwnas.runs import RunDir
+    from hwnas.spaces import get_space
+
+    space = get_space("fbnet_small", resolution=8, width=0.25, in_channels=1, num_classes=10)
+    run = RunDir(tmp_path / "run")
+    run.write_config({"command": "search"})
+    path = tmp_path / "run" / "latency_table.json"
+    path.write_text(json.dumps(_synthetic(space).to_dict()))
+    before = path.read_bytes()
+    rc = commands.main(["latency", "validate", "--table", str(path), "--num-archs", "2", "--calibration", "2", *FAST])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert f"belongs to the run {tmp_path / 'run'}: its correction is left as it is" in captured.err
+    assert "linear correction" in captured.out  # fitted and reported
+    assert path.read_bytes() == before

@@ -110,11 +110,19 @@ def test_search_then_train_from_the_command_line(inputs, capsys, monkeypatch):
     # A resume keeps the run's own setting (it pruned a keep-all run to the newest two).
     folder = tmp / "keep-0"
     for name in ("summary.json", "checkpoints/train-epoch-0003.pt", "checkpoints/train-latest.json"):
-        (folder / name).unlink()  # as if killed during epoch 3, with its pointer lost by hand
-    with pytest.warns(UserWarning, match="train-latest.json is missing"):
-        assert main(["train", "--quiet", "--resume", str(folder)]) == 0
+        (folder / name).unlink()  # as if killed during epoch 3, with its pointer deleted by hand
+    assert main(["train", "--quiet", "--resume", str(folder)]) == 0
     kept = sorted(name for name in os.listdir(folder / "checkpoints") if name.endswith(".pt"))
     assert kept == ["train-epoch-0001.pt", "train-epoch-0002.pt", "train-epoch-0003.pt"], kept
+    # A setting given on a resume is stored for the resumes after it; temporaries a kill
+    # left are removed.
+    folder = tmp / "keep-2"
+    for name in ("summary.json", "checkpoints/train-epoch-0003.pt", "checkpoints/train-latest.json"):
+        (folder / name).unlink()
+    (folder / "checkpoints" / ".tmp-x-train-epoch-0003.pt").write_bytes(b"partial")
+    assert main(["train", "--quiet", "--resume", str(folder), "--keep-checkpoints", "0"]) == 0
+    assert json.loads((folder / "config.json").read_text())["keep_checkpoints"] is None
+    assert not [name for name in os.listdir(folder / "checkpoints") if name.startswith(".tmp-")]
     # An empty --resume (an unset shell variable) is refused, not read as a new run.
     for command in ("search", "train"):
         assert main([command, "--quiet", "--resume", ""]) == 1

@@ -301,3 +301,21 @@ def test_predicted_vs_measured_refuses_empty_and_bad_reports(tmp_path):
     with pytest.raises(ValueError, match="NaN or infinite"):
         plot_predicted_vs_measured(_report([1.0, math.nan], [1.0, 2.0]), tmp_path / "v.png")
     assert not (tmp_path / "v.png").exists()
+
+
+def test_numpy_and_torch_scalars_are_plotted(tmp_path):
+    import numpy as np
+    import torch
+
+    points = [{"latency": np.float32(6000.0), "accuracy": torch.tensor(0.9), "kind": "sample"},
+              {"latency": np.int64(7000), "accuracy": np.float64(0.95), "kind": "searched"}]
+    path = tmp_path / "scalars.png"
+    assert plot_accuracy_latency(points, str(path), target=np.float64(6500.0)) == str(path)
+    assert path.read_bytes().startswith(PNG_MAGIC)
+    with pytest.raises(ValueError, match="point 0"):
+        plot_accuracy_latency([{"latency": np.float32("nan"), "accuracy": 0.9}], str(tmp_path / "nan.png"))
+
+
+def test_a_label_with_other_braces_keeps_them():
+    fig = accuracy_latency_figure(_points(), xlabel="latency {unit} {n}")
+    assert fig.axes[0].get_xlabel() == "latency us {n}"  # str.format raised KeyError: 'n'

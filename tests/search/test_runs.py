@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from hwnas.runs import RunDir, atomic_write_json, capture_rng_state, read_json, restore_rng_state
+from hwnas.runs import RunDir, RunInUse, atomic_write_json, capture_rng_state, read_json, restore_rng_state
 
 
 def test_checkpoints_pointer_and_pruning(tmp_path):
@@ -87,15 +87,27 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one_or_is_named(
         run.load_latest("search")
 
 
-@pytest.mark.parametrize("damage", ["delete pointer", "empty pointer", "delete newest"])
+def test_a_missing_pointer_resumes_from_the_newest_checkpoint_silently(tmp_path, recwarn):
+    # A kill between the first checkpoint and its pointer, or a pointer deleted by hand
+    # (which restarted the run from epoch 0 before): the checkpoint files are whole.
+    run = RunDir(tmp_path / "run", keep_checkpoints=2)
+    for epoch in (1, 2, 3):
+        run.save_checkpoint("search", epoch, {"value": epoch})
+    (tmp_path / "run" / "checkpoints" / "search-latest.json").unlink()
+    assert run.load_latest("search")["value"] == 3
+    assert not recwarn.list
+
+
+@pytest.mark.parametrize("damage", ["empty pointer", "pointer without file", "delete newest"])
 def test_a_hand_damaged_pointer_or_missing_checkpoint_resumes_from_the_newest_readable(tmp_path, damage):
     run = RunDir(tmp_path / "run", keep_checkpoints=2)
     for epoch in (1, 2, 3):
         run.save_checkpoint("search", epoch, {"value": epoch})
     folder = tmp_path / "run" / "checkpoints"
-    if damage == "delete pointer":  # restarted from epoch 0, silently, before
-        (folder / "search-latest.json").unlink()
-        expected, message = 3, "search-latest.json is missing"
+    if damage == "pointer without file":  # a KeyError before
+        (folder / "search-latest.json").write_text(json.dumps({"format": "hwnas.checkpoint_pointer", "version": 1,
+                                                               "epoch": 7}))
+        expected, message = 3, "search-epoch-0007.pt, which does not exist"
     elif damage == "empty pointer":  # a hard error before
         (folder / "search-latest.json").write_text("")
         expected, message = 3, "search-latest.json cannot be read"
@@ -123,3 +135,14 @@ def test_remove_temporaries_clears_what_interrupted_writes_left(tmp_path):
     assert sorted(run.remove_temporaries()) == sorted(map(str, left))
     assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["search-epoch-0001.pt", "search-latest.json"]
     assert run.load_latest("search")["value"] == 1
+
+
+def test_a_run_folder_is_held_by_one_process_at_a_time(tmp_path):
+    first = RunDir(tmp_path / "run")
+    first.lock()
+    first.lock()  # taking it again in the same RunDir is fine
+    # Another holder (another open file: as another process would) is refused.
+    with pytest.raises(RunInUse, match="is in use by another hwnas process"):
+        RunDir(tmp_path / "run").lock()
+    first._lock_handle.close()  # what the OS does when the process ends
+    RunDir(tmp_path / "run").lock()

@@ -15,6 +15,8 @@ from typing import Any, Callable, Mapping, Optional
 
 import torch
 
+from hwnas._io import read_text
+
 from .harness import TimingConfig
 from .table import TABLE_FORMAT, LatencyTable, TableEntry
 from .targets import Target
@@ -51,9 +53,10 @@ def check_overwritable(path: str | os.PathLike) -> None:
     """Refuses to write a table at ``path`` when a file there is not a latency table.
 
     A build writes its table over ``path`` (a restarted build from scratch): a mistyped
-    path must not replace a run's ``config.json`` or any other file. A latency table,
-    even a damaged one, may be replaced; anything else, including a file that is not
-    JSON, is refused.
+    path must not replace a run's ``config.json`` or any other file. A JSON document of
+    the latency-table format may be replaced, even one whose fields are damaged;
+    anything else, including a file that is not JSON (a truncated table too: it can no
+    longer be told from other files), is refused.
 
     Raises:
         ValueError: ``path`` holds a file that is not a latency table; the message
@@ -63,9 +66,8 @@ def check_overwritable(path: str | os.PathLike) -> None:
     if not os.path.isfile(path):
         return
     try:
-        with open(path, "r", encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = json.loads(read_text(path))
+    except ValueError:  # not UTF-8 text (read_text), or not JSON (json.JSONDecodeError)
         what = "not a JSON document"
     else:
         found = data.get("format") if isinstance(data, dict) else None

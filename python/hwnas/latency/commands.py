@@ -219,6 +219,20 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_folder_of(table_path: str) -> Optional[str]:
+    """The hwnas run folder ``table_path`` lies in (a ``config.json`` of format
+    ``hwnas.run_config`` beside it), else ``None``."""
+    folder = os.path.dirname(os.path.abspath(table_path))
+    config = os.path.join(folder, "config.json")
+    if not os.path.isfile(config):
+        return None
+    try:
+        with open(config, "r", encoding="utf-8") as handle:
+            return folder if json.load(handle).get("format") == "hwnas.run_config" else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .table import LatencyTable
     from .targets import target_from_fingerprint
@@ -249,13 +263,23 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         from .drift import drift_corrected_target
 
         target = drift_corrected_target(target, space, stored)
+    store = bool(args.calibration and args.store_correction)
+    run_folder = _run_folder_of(args.table)
+    if store and run_folder is not None:
+        # A run's table holds the correction its search optimised and predicted with: a new
+        # fit would change what a resumed run predicts and what its summary says.
+        store = False
+        print(f"{args.table} belongs to the run {run_folder}: its correction is left as it is "
+              "(copy the table elsewhere to store a new one)", file=sys.stderr)
+    before = table.correction
     report = validate_table(
         table, space, target, num_archs=args.num_archs, num_calibration=args.calibration, seed=args.seed,
         config=_timing(args, DEFAULT_MODEL_TIMING, clock),
         allow_mixed=args.allow_mixed, progress=not args.quiet,
         plot_path=args.plot, report_path=args.report, refine_strength=args.refine_strength,
+        store_correction=store,
     )
-    if args.calibration and args.store_correction:
+    if store and table.correction is not before:
         table.save(args.table)
     print("\n".join(report.summary_lines()))
     if args.plot:
@@ -337,7 +361,9 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
     build.set_defaults(handler=_cmd_build)
 
     validate = sub.add_parser("validate", help="measure random whole models and compare with the table")
-    validate.add_argument("--table", required=True, help="table JSON built by `hwnas latency build` or saved by a search")
+    validate.add_argument("--table", required=True,
+                          help="table JSON built by `hwnas latency build` or saved by a search (a run's table keeps "
+                               "its own correction: the new fit is reported, not stored)")
     validate.add_argument("--space-file", default=None,
                           help="the space JSON file of a table built for a user-defined space (a registered "
                                "space is rebuilt from the name and options the table stores)")

@@ -20,13 +20,14 @@ import math
 import numbers
 import os
 import random
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 
-from hwnas._figures import save_figure
+from hwnas._figures import figure_format, save_figure
 from hwnas._io import write_json
 from .fingerprint import fingerprint_differences, machine_line
 from .harness import TimingConfig, TimingResult
@@ -419,7 +420,7 @@ class ValidationReport:
 
 
 def plot_predicted_vs_measured(report: ValidationReport, path: str | os.PathLike, title: str = "") -> str:
-    """Scatter of predicted against measured latency with the y = x line (PNG, written atomically).
+    """Scatter of predicted against measured latency with the y = x line (written atomically).
 
     Drawn on its own Agg canvas, so that the caller's matplotlib backend is left as it
     was. Both axes share one range covering every value, so that y = x is the diagonal
@@ -430,7 +431,7 @@ def plot_predicted_vs_measured(report: ValidationReport, path: str | os.PathLike
 
     Args:
         report: The validation report.
-        path: PNG path; folders are created.
+        path: Output file: ``.png``, ``.svg`` or ``.pdf`` by its extension; folders are created.
         title: Figure title (default: the table's target).
 
     Returns:
@@ -540,7 +541,8 @@ def validate_table(
         config: Whole-model timing settings (default :data:`DEFAULT_MODEL_TIMING`
             with the clock the table's entries were timed with).
         allow_mixed: Measure on a target whose fingerprint differs from the table's.
-        plot_path: Where to write the predicted-versus-measured PNG.
+        plot_path: Where to write the predicted-versus-measured figure (``.png``, ``.svg``
+            or ``.pdf``, by its extension).
         report_path: Where to write the JSON report.
         store_correction: Store the fitted correction in ``table.correction``.
         extra_statistics: Further statistics (e.g. ``"p10"``) to evaluate from the
@@ -562,10 +564,16 @@ def validate_table(
     Raises:
         ValueError: Fingerprints differ (and not ``allow_mixed``), the table is incomplete,
             fewer than 2 ``num_archs``, a ``num_calibration`` other than 0 or at least 2,
-            a ``refine_strength`` without calibration models (all before anything is
-            measured), or the correction to store does not grow with the table sum (``a <= 0``).
+            a ``refine_strength`` without calibration models, or a ``plot_path`` of a
+            format a figure cannot be written in (all before anything is measured).
+
+    Warns:
+        UserWarning: The correction to store does not grow with the table sum (``a <= 0``):
+            it is reported but not stored.
     """
     # Checked before measuring: a run of whole models takes minutes.
+    if plot_path is not None:
+        figure_format(plot_path)
     if isinstance(num_calibration, bool) or not isinstance(num_calibration, numbers.Integral) or \
             not (num_calibration == 0 or num_calibration >= 2):
         # Whatever the fit, an affine one runs too (as the correction or as its comparison),
@@ -614,15 +622,21 @@ def validate_table(
             # The affine fit is held above a tenth of the smallest architecture's scaled sum.
             correction = fit_linear_correction(calib_raw, calib_measured, intercept=intercept,
                                                offset=0.0 if intercept else offset, floor=floor if intercept else None)
-        if store_correction and not correction["a"] > 0:
+        if not correction["a"] > 0:
             # Only the unbounded affine fit (a table whose smallest sum is 0) can get here:
             # a correction that falls as the table sum rises would make a search favour
-            # slower models, and a table holding one is refused when loaded.
-            raise ValueError(
+            # slower models, and a table holding one is refused when loaded. The
+            # measurements are still reported: they took minutes.
+            warnings.warn(
                 f"the calibration models' measured latencies do not grow with their table sums (fitted "
-                f"a = {correction['a']:.3g}): the table does not rank whole models on this target. Rebuild it, "
-                "or calibrate with more models (more spread in size)")
-        linear = [apply_correction(correction, x, table.num_blocks(a) ** 2) for x, a in zip(raw, validation)]
+                f"a = {correction['a']:.3g}): the table does not rank whole models on this target"
+                + (", and this correction is not stored" if store_correction else "")
+                + ". Rebuild the table, or calibrate with more models (more spread in size)", stacklevel=2)
+            store_correction = False
+            # The plain affine line, reported as fitted (apply_correction refuses a <= 0).
+            linear = [correction["a"] * x + correction["b"] for x in raw]
+        else:
+            linear = [apply_correction(correction, x, table.num_blocks(a) ** 2) for x, a in zip(raw, validation)]
         if store_correction:
             # The calibration models and what they measured go with the fit: timing
             # them again later tells how far the machine's speed has moved since
@@ -673,8 +687,9 @@ def validate_table(
         measured_stats=[r.summary() for r in results],
         unit=table.unit,
     )
-    if plot_path is not None:
-        plot_predicted_vs_measured(report, plot_path)
+    # The report first: a figure that cannot be written must not lose the measurements.
     if report_path is not None:
         report.save(report_path)
+    if plot_path is not None:
+        plot_predicted_vs_measured(report, plot_path)
     return report

@@ -263,9 +263,6 @@ def run_train(args: argparse.Namespace) -> int:
     from .pipeline import train_pipeline
     from .retrain import TrainConfig
 
-    if args.resume == "":
-        # An unset shell variable: refused, rather than read as "no --resume".
-        raise ValueError("--resume needs a run folder, got an empty path")
     if not args.arch and args.resume is None:
         raise ValueError("give an architecture JSON file or search run folder, or --resume RUN_DIR")
     if args.resume is not None:

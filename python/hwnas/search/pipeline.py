@@ -157,8 +157,8 @@ def _existing_run(path: str, command: str, keep_checkpoints: Optional[int] | str
     """The run folder ``path`` of an ``hwnas <command>`` run, to resume (clear errors otherwise).
 
     ``keep_checkpoints`` ``"run"``: the run's own setting (stored in its config; runs
-    written before it was stored kept :data:`DEFAULT_KEEP_CHECKPOINTS`). Temporary
-    files that a kill left behind in the folder are removed.
+    written before it was stored kept :data:`DEFAULT_KEEP_CHECKPOINTS`); another value
+    replaces the stored one, for later resumes too.
     """
     if not path:
         raise ValueError("--resume needs a run folder, got an empty path")
@@ -172,9 +172,18 @@ def _existing_run(path: str, command: str, keep_checkpoints: Optional[int] | str
                          f"resume it with hwnas {stored.get('command')} --resume {path}")
     if keep_checkpoints == "run":
         keep_checkpoints = stored.get("keep_checkpoints", DEFAULT_KEEP_CHECKPOINTS)
-    run = RunDir(path, keep_checkpoints=keep_checkpoints)
+    return RunDir(path, keep_checkpoints=keep_checkpoints)
+
+
+def _continue_run(run: RunDir) -> None:
+    """Takes the unfinished ``run`` for this process (:meth:`RunDir.lock`), removes the
+    temporary files of writes that a kill interrupted, and stores a ``keep_checkpoints``
+    given on this resume, so that a later resume without the option keeps it."""
+    run.lock()
     run.remove_temporaries()
-    return run
+    stored = run.read_config()
+    if stored.get("keep_checkpoints", DEFAULT_KEEP_CHECKPOINTS) != run.keep_checkpoints:
+        run.write_config({**stored, "keep_checkpoints": run.keep_checkpoints})
 
 
 def _refuse_existing_run(out: Optional[str], runs_dir: Optional[str] = None) -> None:
@@ -296,6 +305,7 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
             # Finished: its results stand (measuring again would only rewrite them with new noise).
             log(f"run {run.path} has finished; its summary is unchanged")
             return _stored_summary(run)
+        _continue_run(run)
         log(f"resuming run {run.path}")
     else:
         _refuse_existing_run(out, runs_dir)
@@ -320,6 +330,7 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
     if resume is None:
         keep = _new_run_keep(keep_checkpoints)
         run = RunDir(out, keep) if out else RunDir.create(runs_dir, "search", keep_checkpoints=keep)
+        run.lock()
         run.write_config({"command": "search", "pipeline": config.to_dict(), "data": splits.info,
                           "space": space.to_dict(), "keep_checkpoints": keep, "hwnas_version": _version()})
     size = f"{splits.info['original_size'][0]}x{splits.info['original_size'][1]}"
@@ -427,7 +438,8 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
         # The selection's band (see FBNetSearch._within_target_band): hard_target accepts up to
         # (1 + band) x target and everything below; the others band on both sides.
         if objective.get("name") == "hard_target":
-            band_range, band_label = (latency_target, latency_target * (1 + band)), f"target band (up to +{band:.0%})"
+            band_range = (0.0, latency_target * (1 + band))
+            band_label = f"accepted: up to {band:.0%} over the target"
         else:
             band_range = (max(latency_target * (1 - band), 0.0), latency_target * (1 + band))
             band_label = f"target band (\u00b1{band:.0%})"
@@ -440,6 +452,7 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
     summary["plots"] = plots
     summary["total_seconds_this_invocation"] = time.perf_counter() - started
     atomic_write_json(run.file("summary.json"), summary)
+    run.unlock()
     return summary
 
 
@@ -487,6 +500,7 @@ def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: st
         if os.path.isfile(run.file("summary.json")):
             log(f"run {run.path} has finished; its summary is unchanged")
             return _stored_summary(run)
+        _continue_run(run)
     else:
         _refuse_existing_run(out, runs_dir)
         data, space_file = _absolute(data), _absolute(space_file)
@@ -506,6 +520,7 @@ def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: st
     if resume is None:
         keep = _new_run_keep(keep_checkpoints)
         run = RunDir(out, keep) if out else RunDir.create(runs_dir, "train", keep_checkpoints=keep)
+        run.lock()
         run.write_config({"command": "train", "options": {
             "arch": os.path.abspath(path), "data": data, "data_seed": data_seed, "limit": limit, "target": target_name,
             "threads": threads, "space_file": space_file, "train": train_config.to_dict()}, "data": splits.info,
@@ -519,6 +534,7 @@ def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: st
                "measured_latency_us": trained["latency"]["median_us"], "target": target_name,
                "exported": trained["exported"], "seconds": trained["seconds"], "history": trained["history"]}
     atomic_write_json(run.file("summary.json"), summary)
+    run.unlock()
     return summary
 
 

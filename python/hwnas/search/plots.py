@@ -14,6 +14,7 @@ is drawn; the text of a distribution panel's title is the pure function
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Optional, Sequence
 
 from hwnas._figures import save_figure
@@ -43,9 +44,7 @@ _ANNOTATED_KINDS = ("chosen", "searched", "baseline", "baseline_retrained")
 #: Above this many microseconds the latency axis switches to milliseconds (short tick labels).
 _MS_ABOVE_US = 1e4
 
-# Distribution palette: hue by kernel size, as the architecture figure's KERNEL_COLOURS
-# (duplicated, not imported, so that the plots do not import the spaces package at module load).
-_KERNEL_HUES = {3: "#4C72B0", 5: "#DD8452", 7: "#55A868"}
+# Distribution palette: hue by kernel size, the architecture figure's KERNEL_COLOURS.
 _OTHER_KERNEL_HUE = "#8C8C8C"
 _CUSTOM_HUES = ("#8172B3", "#937860", "#DA8BC3", "#CCB974", "#64B5CD", "#C44E52")
 _SKIP_COLOUR = "#BDBDBD"  # mid grey: a pale one would read as empty panel
@@ -97,6 +96,7 @@ def block_styles(names: Sequence[str]) -> dict[str, tuple[Any, Optional[str]]]:
         ``{name: (colour, hatch or None)}``.
     """
     from hwnas.spaces.blocks import parse_block_name
+    from hwnas.spaces.figure import KERNEL_COLOURS
 
     styles: dict[str, tuple[Any, Optional[str]]] = {}
     custom = 0
@@ -112,7 +112,7 @@ def block_styles(names: Sequence[str]) -> dict[str, tuple[Any, Optional[str]]]:
             styles[name] = (_CUSTOM_HUES[custom % len(_CUSTOM_HUES)], None)
             custom += 1
             continue
-        hue = _KERNEL_HUES.get(spec.kernel, _OTHER_KERNEL_HUE)
+        hue = KERNEL_COLOURS.get(spec.kernel, _OTHER_KERNEL_HUE)
         # e1 -> 0.6 towards white, e6 -> 0.35 towards black; blocks without an expansion in between.
         expansion = 3.5 if spec.expansion is None else min(max(spec.expansion, 1), 6)
         hatch = _FAMILY_HATCHES.get(spec.family, "")
@@ -302,7 +302,7 @@ def plot_distribution_history(history: Sequence[dict[str, Any]], choices: Sequen
             layer, a list aligned with ``choices[layer]``); ``arch_step: False`` marks a
             warm-up epoch (architecture not trained), shaded in the panels.
         choices: Candidate names per layer.
-        path: PNG path (written atomically).
+        path: Output file: ``.png``, ``.svg`` or ``.pdf`` by its extension (written atomically).
         title: Figure title (default: a generic one).
         chosen: The chosen architecture's block per layer: panel titles name it (and the
             most likely block only where that differs). ``None``: titles name the final
@@ -322,7 +322,19 @@ def plot_distribution_history(history: Sequence[dict[str, Any]], choices: Sequen
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """Whether ``value`` is one finite real number: a Python, numpy or 0-d torch scalar
+    (results read from tensors or arrays), not a bool."""
+    if isinstance(value, bool) or value is None:
+        return False
+    if not isinstance(value, numbers.Real):
+        if getattr(value, "ndim", None) != 0 or getattr(value, "dtype", None) is None:
+            return False
+        if getattr(value.dtype, "is_complex", False) or getattr(value, "dtype", None) == bool:
+            return False
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def _checked_points(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -338,12 +350,13 @@ def _checked_points(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         for key in ("latency", "accuracy"):
             if not _finite(point.get(key)):
                 raise ValueError(f"{name}: {key} is {point.get(key)!r}; every point needs a finite latency and accuracy")
-        if point["latency"] < 0:
+        if float(point["latency"]) < 0:
             raise ValueError(f"{name}: latency is negative ({point['latency']!r})")
         std = point.get("accuracy_std")
-        if std is not None and not (_finite(std) and std >= 0):
+        if std is not None and not (_finite(std) and float(std) >= 0):
             raise ValueError(f"{name}: accuracy_std is {std!r}; expected a finite value >= 0 or None")
-        checked.append({**point, "kind": kind})
+        checked.append({**point, "kind": kind, "latency": float(point["latency"]),
+                        "accuracy": float(point["accuracy"]), "accuracy_std": None if std is None else float(std)})
     return checked
 
 
@@ -444,7 +457,7 @@ def accuracy_latency_figure(points: Sequence[dict[str, Any]], title: str = "", x
     ax.autoscale_view(scalex=False)
     ax.set_ylim(*ax.get_ylim())  # frozen: the label placement below needs the final limits
     ax.ticklabel_format(style="plain", useOffset=False)
-    ax.set_xlabel(xlabel.format(unit=unit) if "{unit}" in xlabel else f"{xlabel} ({unit})")
+    ax.set_xlabel(xlabel.replace("{unit}", unit) if "{unit}" in xlabel else f"{xlabel} ({unit})")
     ax.set_ylabel(ylabel or "accuracy")
     ax.grid(alpha=0.3)
     ax.set_title(title or "accuracy against latency", fontsize=10)
@@ -478,7 +491,7 @@ def plot_accuracy_latency(points: Sequence[dict[str, Any]], path: str, title: st
             ``"baseline"`` (supernet weights), ``"searched"`` and ``"baseline_retrained"``
             (retrained, measured); default ``"sample"``. Optional ``accuracy_std`` draws
             an error bar.
-        path: PNG path (written atomically).
+        path: Output file: ``.png``, ``.svg`` or ``.pdf`` by its extension (written atomically).
         title: Figure title (default: a generic one).
         xlabel: Latency axis label; ``{unit}`` is replaced by ``us`` or ``ms`` (appended in
             parentheses when absent).

@@ -159,7 +159,7 @@ def train_model(
     return result
 
 
-def _check_same_model(model: nn.Module, saved: dict[str, Any], where: str) -> None:
+def _check_same_model(model: nn.Module, saved: dict[str, Any], where: str, stage: str) -> None:
     """Refuses to resume a different network from a checkpoint (another architecture
     trained in the same folder), naming the first difference, before anything is loaded."""
     own = model.state_dict()
@@ -175,7 +175,8 @@ def _check_same_model(model: nn.Module, saved: dict[str, Any], where: str) -> No
     else:
         first = f"{(missing or extra)[0]} is {'missing there' if missing else 'not in this model'}"
     raise ValueError(f"{where} is of a different network ({first}; {len(missing) + len(extra) + len(shapes)} "
-                     f"differences): train this architecture in a new folder, or remove that checkpoint to start over")
+                     f"differences): train this architecture in a new folder, or remove checkpoints/{stage}-latest.json "
+                     f"and every checkpoints/{stage}-epoch-*.pt there to start the {stage} stage over")
 
 
 class TrainingDiverged(ValueError):
@@ -219,7 +220,7 @@ def _train_epochs(model, splits, config, run, stage, resume, progress, log):
     if state is not None:
         if state["config"] != config.to_dict():
             raise ValueError(f"{run.path}: the {stage} checkpoint was made with {state['config']}, not {config.to_dict()}")
-        _check_same_model(model, state["model"], f"{run.path}: the {stage} checkpoint")
+        _check_same_model(model, state["model"], f"{run.path}: the {stage} checkpoint", stage)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

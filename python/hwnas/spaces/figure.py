@@ -177,7 +177,7 @@ def draw_architecture(
     subtitle: str | None = None,
     max_per_row: int = MAX_LAYERS_PER_ROW,
 ) -> str:
-    """Draws ``arch`` and saves it as a PNG.
+    """Draws ``arch`` and saves it (PNG, SVG or PDF, by the file's extension).
 
     Args:
         arch: An :class:`Architecture`, or a ``(space, arch)`` pair.
@@ -186,7 +186,7 @@ def draw_architecture(
         space: The space, for channel/stride labels and to tell a projection skip (a
             1x1 conv where the layer changes shape) from an identity (optional).
         title: Figure title, replacing the default (space name, resolution, width).
-        dpi: Resolution of the PNG.
+        dpi: Resolution of a PNG (dots per inch).
         subtitle: A second title line under the title (e.g. what the architecture was
             searched for), keeping the default title's facts.
         max_per_row: Layers per row before the figure wraps into more rows.
