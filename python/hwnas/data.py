@@ -591,6 +591,8 @@ def prepare_splits(
         "resize": "bilinear (align_corners=False)" if dataset.resolution != (resolution, resolution) else "none",
         "in_channels": dataset.in_channels,
         "num_classes": dataset.num_classes,
+        # Output index -> class (an image folder's sub-folder names); None: the labels themselves.
+        "class_names": None if dataset.class_names is None else list(dataset.class_names),
         "seed": int(seed),
         "sizes": {"train": n_train, "val": n_val, "test": n_test},
         "mean": mean.tolist(),

@@ -36,7 +36,7 @@ def test_search_then_train_from_the_command_line(inputs, capsys, monkeypatch):
     assert f"results: {run}" in out
     for name in ("config.json", "history.json", "candidates.json", "architecture.json", "latency_table.json",
                  "summary.json", "plots/architecture.png", "plots/distribution.png", "plots/accuracy_latency.png",
-                 "model/model.torchscript.pt", "model/model.onnx", "checkpoints/search-latest.json",
+                 "model/model.torchscript.pt", "model/model.onnx", "model/input.json", "checkpoints/search-latest.json",
                  "checkpoints/retrain-latest.json"):
         assert (run / name).is_file(), name
     summary = json.loads((run / "summary.json").read_text())
@@ -48,6 +48,10 @@ def test_search_then_train_from_the_command_line(inputs, capsys, monkeypatch):
     assert summary["latency_error"] == pytest.approx(summary["measured_latency_us"] / summary["predicted_latency_us"] - 1)
     assert "models" not in summary["latency_correction"]
     config = json.loads((run / "config.json").read_text())
+    # What a deployment must repeat before the model: the training split's statistics.
+    model_input = json.loads((run / "model" / "input.json").read_text())
+    assert model_input["mean"] == config["data"]["mean"] and model_input["std"] == config["data"]["std"]
+    assert model_input["input"]["shape"] == ["batch", 1, 8, 8] and model_input["output"]["classes"] == [0, 1, 2]
     assert config["pipeline"]["search"]["objective"] == {"name": "hard_target", "target": 500.0, "lam": 2.0}
     # Saved absolute, so that --resume works from any folder.
     assert config["pipeline"]["data"] == str(tmp / "tiny.npz") and config["pipeline"]["space"] == str(tmp / "space.json")
@@ -92,6 +96,13 @@ def test_search_then_train_from_the_command_line(inputs, capsys, monkeypatch):
     code = main(["train", str(run), "--quiet", "--data", str(tmp / "tiny.npz"), "--train-epochs", "1",
                  "--out", str(tmp / "trained-own-space")])
     assert code == 0, capsys.readouterr().err
+    # Nor --data: a search run is retrained on its own data, split and target (digits before).
+    code = main(["train", str(run), "--quiet", "--train-epochs", "1", "--out", str(tmp / "trained-own-data")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert f"as the search run {run} was: --data {tmp / 'tiny.npz'}, --data-seed 0, --target eager" in err
+    options = json.loads((tmp / "trained-own-data" / "config.json").read_text())["options"]
+    assert options["data"] == str(tmp / "tiny.npz") and options["target"] == "eager"
 
     code = main(["train", str(run), "--quiet", "--data", str(tmp / "tiny.npz"), "--space-file", str(tmp / "space.json"),
                  "--train-epochs", "1", "--out", str(tmp / "trained")])

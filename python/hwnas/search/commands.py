@@ -242,6 +242,36 @@ def _print_summary(summary: dict[str, Any]) -> None:
     print(f"results: {summary['run']}")
 
 
+def _fill_from_search_run(args: argparse.Namespace) -> None:
+    """``--data``, ``--data-seed``, ``--limit`` and ``--target`` not given: a search run
+    folder's own (said on stderr), else digits, 0, none and eager."""
+    import json
+    import os
+
+    own: dict[str, Any] = {}
+    config = os.path.join(args.arch, "config.json") if args.arch and os.path.isdir(args.arch) else ""
+    if os.path.isfile(config):
+        try:
+            with open(config, "r", encoding="utf-8") as handle:
+                stored = json.load(handle)
+            if stored.get("command") == "search":
+                pipeline = stored["pipeline"]
+                own = {"data": pipeline["data"], "data_seed": pipeline["data_seed"], "limit": pipeline["limit"],
+                       "target": pipeline["target"]}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            own = {}  # not a readable search run: the plain defaults
+    defaults = {"data": "digits", "data_seed": 0, "limit": None, "target": "eager"}
+    taken = []
+    for key, default in defaults.items():
+        if getattr(args, key) is None:
+            value = own.get(key, default)
+            setattr(args, key, value)
+            if key in own and value is not None:
+                taken.append(f"--{key.replace('_', '-')} {value}")
+    if taken:
+        print(f"hwnas train: as the search run {args.arch} was: {', '.join(taken)}", file=sys.stderr)
+
+
 def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("arch", nargs="?", help="architecture JSON file, or a search run folder (its architecture.json)")
     parser.add_argument("--space-file", help="search-space JSON of an architecture from a user-defined space")
@@ -249,13 +279,22 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="RUN_DIR", help="run folder to create (default: RUNS_DIR/train-<timestamp>)")
     parser.add_argument("--runs-dir", default="runs", help="parent folder of new runs (default ./runs)")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order (default 0)")
-    parser.add_argument("--target", default="eager", help="latency target measured after training (default eager)")
+    parser.add_argument("--target", default=None,
+                        help="latency target measured after training (default: a search run's own, else eager)")
     parser.add_argument("--threads", type=thread_count, default=1, help="threads of the latency measurement (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--keep-checkpoints", type=non_negative_int, default=None, metavar="N",
                         help="epoch checkpoints kept per stage, the newest (default 2: enough to resume after a kill "
                              "at any moment; 0: keep every epoch's; with --resume: the run's own setting unless given)")
     _add_data_args(parser, resolution=False)
+    # Retraining a search run defaults to the data, split and target it was searched on:
+    # the architecture's classes and channels are those of that data.
+    parser.set_defaults(data=None, data_seed=None)
+    for option, text in (("--data", "(default: a search run's own data, else digits)"),
+                         ("--data-seed", "(default: a search run's own, else 0)"),
+                         ("--limit", "(default: a search run's own)")):
+        action = parser._option_string_actions[option]
+        action.help = action.help.replace(", the default)", ")") + " " + text
     _add_train_args(parser.add_argument_group("recipe (SGD + cosine schedule)"), 8)
 
 
@@ -268,6 +307,8 @@ def run_train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         _warn_ignored_with_resume(args, "train", ("--resume", "--quiet", "--train-threads", "--keep-checkpoints"),
                                   ("arch",))
+    if args.resume is None:
+        _fill_from_search_run(args)
     config = TrainConfig(epochs=args.train_epochs, batch_size=args.train_batch_size, lr=args.train_lr,
                          weight_decay=args.train_weight_decay, seed=args.seed)
     if args.train_threads:

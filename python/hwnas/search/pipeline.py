@@ -469,9 +469,44 @@ def train_architecture(space: Any, arch: Any, splits: DataSplits, config: TrainC
     shape = (space.in_channels, arch.resolution, arch.resolution)
     result["latency"] = measure_model_latency(model, target, shape) if target is not None else None
     result["exported"] = export_model(model, export_folder, shape, arch) if export_folder else {}
+    if export_folder:
+        result["exported"]["input"] = write_model_input(export_folder, splits.info)
     result["seconds"] = time.perf_counter() - started
     result["model"], result["input_shape"] = model, shape
     return result
+
+
+#: Format of ``model/input.json``: what the exported model expects and returns.
+MODEL_INPUT_FORMAT = "hwnas.model_input"
+
+
+def write_model_input(folder: str, info: dict[str, Any]) -> str:
+    """Writes ``input.json`` beside the exported model: the preprocessing a deployment must
+    repeat (the model itself does not resize or standardise) and the meaning of its outputs.
+
+    Args:
+        folder: The export folder.
+        info: The data's :attr:`~hwnas.data.DataSplits.info`.
+
+    Returns:
+        The file's path.
+    """
+    path = os.path.join(folder, "input.json")
+    side = info["resolution"]
+    atomic_write_json(path, {
+        "format": MODEL_INPUT_FORMAT, "version": 1,
+        "input": {"name": "x", "layout": "NCHW", "dtype": "float32",
+                  "shape": ["batch", info["in_channels"], side, side]},
+        "preprocessing": [
+            "pixels as float in [0, 1] (8-bit / 255, 16-bit / 65535; digits / 16)",
+            f"resize to {side}x{side}: {info['resize']}",
+            "per channel: (pixel - mean) / std, with the mean and std below (of the training split)",
+        ],
+        "mean": info["mean"], "std": info["std"],
+        "output": {"name": "logits", "shape": ["batch", info["num_classes"]],
+                   "classes": info.get("class_names") or list(range(info["num_classes"]))},
+    })
+    return path
 
 
 def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: str, train_config: TrainConfig,

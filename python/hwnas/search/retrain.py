@@ -291,13 +291,19 @@ def measure_model_latency(model: nn.Module, target: Any, input_shape: tuple[int,
     return summary
 
 
+def _first_line(exc: BaseException) -> str:
+    """An exporter's error in one line (torch.export's run to dozens of lines of advice)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
 def export_model(model: nn.Module, folder: str, input_shape: tuple[int, int, int], arch: Any = None,
                  name: str = "model") -> dict[str, str]:
     """Writes TorchScript, ``torch.export`` and ONNX files of ``model`` (and its architecture JSON).
 
     Files (each written atomically): ``<name>.torchscript.pt`` (traced; load with
-    ``torch.jit.load``), ``<name>.pt2`` (``torch.export``; load with
-    ``torch.export.load``), ``<name>.onnx`` (opset 17, input ``x``
+    ``torch.jit.load``), ``<name>.pt2`` (``torch.export`` with a dynamic batch axis; load
+    with ``torch.export.load``), ``<name>.onnx`` (opset 17, input ``x``
     ``[batch, C, H, W]`` with a dynamic batch axis, output ``logits``), and
     ``architecture.json`` when ``arch`` is given. A failing exporter is reported by a
     warning and skipped, not fatal: the others may still be useful.
@@ -312,7 +318,10 @@ def export_model(model: nn.Module, folder: str, input_shape: tuple[int, int, int
     model = copy.deepcopy(model).eval()
     example = torch.randn(1, *input_shape)
     written: dict[str, str] = {}
+    failures: list[str] = []
     os.makedirs(folder, exist_ok=True)
+    # The exporters' own chatter is silenced; a failure is reported after this block
+    # (a warning raised inside it would be silenced too).
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         path = os.path.join(folder, f"{name}.torchscript.pt")
@@ -320,12 +329,15 @@ def export_model(model: nn.Module, folder: str, input_shape: tuple[int, int, int
         atomic_write_file(path, lambda tmp: torch.jit.save(traced, tmp))
         written["torchscript"] = path
         try:
-            exported = torch.export.export(model, (example,))
+            # A batch of 2 and a dynamic batch axis: torch.export specialises a size-1
+            # dimension, and the file would then refuse every batch but 1.
+            batch = torch.export.Dim("batch", min=1, max=2 ** 16)
+            exported = torch.export.export(model, (torch.randn(2, *input_shape),), dynamic_shapes=({0: batch},))
             path = os.path.join(folder, f"{name}.pt2")
             atomic_write_file(path, lambda tmp: torch.export.save(exported, tmp))
             written["torch_export"] = path
         except Exception as exc:  # noqa: BLE001 - an optional format; say why and carry on
-            warnings.warn(f"torch.export of the model failed ({exc}); skipped {name}.pt2", stacklevel=2)
+            failures.append(f"torch.export of the model failed ({_first_line(exc)}); skipped {name}.pt2")
         try:
             path = os.path.join(folder, f"{name}.onnx")
             atomic_write_file(path, lambda tmp: torch.onnx.export(
@@ -333,7 +345,9 @@ def export_model(model: nn.Module, folder: str, input_shape: tuple[int, int, int
                 dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}))
             written["onnx"] = path
         except Exception as exc:  # noqa: BLE001
-            warnings.warn(f"ONNX export of the model failed ({exc}); skipped {name}.onnx", stacklevel=2)
+            failures.append(f"ONNX export of the model failed ({_first_line(exc)}); skipped {name}.onnx")
+    for failure in failures:
+        warnings.warn(failure, stacklevel=2)
     if arch is not None:
         path = os.path.join(folder, "architecture.json")
         arch.save(path)
