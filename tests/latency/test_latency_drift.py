@@ -174,3 +174,23 @@ def test_first_reference_warms_up_fully_with_a_stored_baseline():
     target = DriftCorrectedTarget(inner, Costed(100.0), (3, 4, 4), baseline_us=50.0, reference_budget_s=0.05)
     target.measure(Costed(40.0), (3, 4, 4), TimingConfig(min_samples=5, warmup_iters=10, budget_s=0.01))
     assert inner.configs[0] == (100.0, 3, 0.05) and inner.configs[-1] == (100.0, 1, 0.05)
+
+
+def test_torchscript_traces_a_module_timed_again_and_again_once(monkeypatch, fast_timing, tiny_space):
+    # Each trace keeps compiled code alive: re-tracing the drift reference around every
+    # measurement grew a torchscript search by ~8 MB per trace.
+    import torch
+
+    traces = []
+    real_trace = torch.jit.trace
+    monkeypatch.setattr(torch.jit, "trace", lambda *a, **k: traces.append(1) or real_trace(*a, **k))
+    target = get_target("torchscript")
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU())
+    timer = target.prepared(model, (1, 8, 8))
+    results = [timer(fast_timing) for _ in range(3)]
+    assert len(traces) == 1 and all(r.median_us > 0 for r in results)
+    reference, shape, _ = reference_model(tiny_space)
+    drift = DriftCorrectedTarget(target, reference, shape, reference_budget_s=0.01, piece_s=0.01)
+    drift.measure(model, (1, 8, 8), fast_timing)  # a 0.03 s budget: 3 pieces, each bracketed
+    # The reference and the measured model, each traced once, however many pieces.
+    assert len(traces) == 3
