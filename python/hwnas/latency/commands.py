@@ -44,12 +44,17 @@ def _flush_mb(text: str) -> float:
     return value
 
 
-def _calibration_count(text: str) -> int:
-    """``--calibration``: 0 (no correction) or enough models to fit one."""
+def _model_count(text: str) -> int:
+    """A whole number of models, as typed."""
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a whole number of models, got {text!r}") from None
+
+
+def _calibration_count(text: str) -> int:
+    """``--calibration``: 0 (no correction) or enough models to fit one."""
+    value = _model_count(text)
     if value != 0 and value < 2:
         # The affine fit (and the proportional one reported beside it, and the refined
         # table) has two parameters: one model cannot fit it.
@@ -60,10 +65,7 @@ def _calibration_count(text: str) -> int:
 
 def _num_archs(text: str) -> int:
     """``--num-archs``: at least the two models an error metric needs."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of models, got {text!r}") from None
+    value = _model_count(text)
     if value < 2:
         raise argparse.ArgumentTypeError(f"must be at least 2 (error metrics and rank correlations compare "
                                          f"models), got {value}")
