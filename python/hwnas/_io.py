@@ -109,8 +109,13 @@ def write_json(path: str | os.PathLike, data: Mapping[str, Any], fsync: bool = T
     atomic_write_text(path, dumps(data), fsync=fsync)
 
 
+class UnsupportedVersion(ValueError):
+    """A document of the expected format, written in a version this hwnas does not read."""
+
+
 def check_format(data: Any, expected_format: str, supported_versions: tuple[int, ...], source: str) -> None:
-    """Raises ``ValueError`` unless ``data`` is an object of the expected format and a supported version.
+    """Raises ``ValueError`` unless ``data`` is an object of the expected format and a supported version
+    (:class:`UnsupportedVersion` for another version: a newer hwnas wrote it, nothing is damaged).
 
     Args:
         data: Parsed JSON document.
@@ -123,7 +128,7 @@ def check_format(data: Any, expected_format: str, supported_versions: tuple[int,
     if data.get("format") != expected_format:
         raise ValueError(f"{source}: format is {data.get('format')!r}, expected {expected_format!r}")
     if data.get("version") not in supported_versions:
-        raise ValueError(
+        raise UnsupportedVersion(
             f"{source}: {expected_format} version {data.get('version')!r} is not supported by this hwnas "
             f"(supported: {', '.join(map(str, supported_versions))}); upgrade hwnas or re-export the file"
         )

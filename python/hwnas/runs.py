@@ -26,7 +26,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
-from hwnas._io import atomic_write_file, read_json, write_json
+from hwnas._io import UnsupportedVersion, atomic_write_file, read_json, write_json
 
 __all__ = [
     "RunDir",
@@ -250,9 +250,9 @@ class RunDir:
             try:
                 pointer = read_json(pointer_path, POINTER_FORMAT, (FORMAT_VERSION,))
                 pointed = int(pointer["epoch"])
+            except UnsupportedVersion:
+                raise  # written by another hwnas: not damage to pass over
             except (KeyError, TypeError, ValueError, OSError) as exc:
-                if "is not supported" in str(exc):
-                    raise  # written by another hwnas: not damage to pass over
                 problems.append(f"{pointer_path} cannot be read ({exc})")
             else:
                 if pointed in kept:

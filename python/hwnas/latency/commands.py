@@ -222,17 +222,16 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _run_folder_of(table_path: str) -> Optional[str]:
-    """The hwnas run folder ``table_path`` lies in (a ``config.json`` of format
-    ``hwnas.run_config`` beside it), else ``None``."""
+    """The hwnas run folder ``table_path`` lies in (a readable run ``config.json`` beside
+    it), else ``None``."""
+    from hwnas.runs import RunDir
+
     folder = os.path.dirname(os.path.abspath(table_path))
-    config = os.path.join(folder, "config.json")
-    if not os.path.isfile(config):
-        return None
     try:
-        with open(config, "r", encoding="utf-8") as handle:
-            return folder if json.load(handle).get("format") == "hwnas.run_config" else None
-    except (OSError, ValueError, AttributeError):
+        RunDir(folder).read_config()
+    except (OSError, ValueError):  # no config.json, or not a run's
         return None
+    return folder
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

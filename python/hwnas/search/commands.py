@@ -245,20 +245,19 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def _fill_from_search_run(args: argparse.Namespace) -> None:
     """``--data``, ``--data-seed``, ``--limit`` and ``--target`` not given: a search run
     folder's own (said on stderr), else digits, 0, none and eager."""
-    import json
     import os
 
+    from hwnas.runs import RunDir
+
     own: dict[str, Any] = {}
-    config = os.path.join(args.arch, "config.json") if args.arch and os.path.isdir(args.arch) else ""
-    if os.path.isfile(config):
+    if args.arch and os.path.isfile(os.path.join(args.arch, "config.json")):
         try:
-            with open(config, "r", encoding="utf-8") as handle:
-                stored = json.load(handle)
+            stored = RunDir(args.arch).read_config()
             if stored.get("command") == "search":
                 pipeline = stored["pipeline"]
                 own = {"data": pipeline["data"], "data_seed": pipeline["data_seed"], "limit": pipeline["limit"],
                        "target": pipeline["target"]}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (OSError, ValueError, KeyError, TypeError):
             own = {}  # not a readable search run: the plain defaults
     defaults = {"data": "digits", "data_seed": 0, "limit": None, "target": "eager"}
     taken = []
