@@ -94,27 +94,42 @@ def test_search_then_train_from_the_command_line(inputs, capsys, monkeypatch):
     assert main(["profile", str(run), "--summary"]) == 0 and "MACs" in capsys.readouterr().out
     # Retraining it needs no --space-file: the search run keeps its space.
     code = main(["train", str(run), "--quiet", "--data", str(tmp / "tiny.npz"), "--train-epochs", "1",
-                 "--out", str(tmp / "trained-own-space")])
+                 "--scale-rounds", "0", "--out", str(tmp / "trained-own-space")])
     assert code == 0, capsys.readouterr().err
-    # Nor --data: a search run is retrained on its own data, split and target (digits before).
-    code = main(["train", str(run), "--quiet", "--train-epochs", "1", "--out", str(tmp / "trained-own-data")])
-    err = capsys.readouterr().err
-    assert code == 0, err
-    assert f"as the search run {run} was: --data {tmp / 'tiny.npz'}, --data-seed 0, --target eager" in err
+    # 0 rounds: one (drift-corrected) measurement, still compared with the run's prediction.
+    trained = json.loads((tmp / "trained-own-space" / "summary.json").read_text())
+    assert "table_scale" not in trained and trained["predicted_latency_us"] == pytest.approx(summary["predicted_latency_us"])
+    assert trained["latency_error"] == pytest.approx(trained["measured_latency_us"] / trained["predicted_latency_us"] - 1)
+    # Nor --data: a search run is retrained on its own data, split and target (digits before),
+    # and measured as the search measured its model: beside the table's calibration models.
+    code = main(["train", str(run), "--quiet", "--train-epochs", "1", "--scale-rounds", "1",
+                 "--out", str(tmp / "trained-own-data")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"as the search run {run} was: --data {tmp / 'tiny.npz'}, --data-seed 0, --target eager" in captured.err
+    assert "table scale: x" in captured.out and "(predicted " in captured.out
     options = json.loads((tmp / "trained-own-data" / "config.json").read_text())["options"]
     assert options["data"] == str(tmp / "tiny.npz") and options["target"] == "eager"
+    assert options["latency_table"] == str(run / "latency_table.json") and options["scale_rounds"] == 1
+    trained = json.loads((tmp / "trained-own-data" / "summary.json").read_text())
+    scale = trained["table_scale"]
+    assert scale["rounds"] == 1 and trained["measured_latency_us"] == pytest.approx(scale["pooled_us"] * scale["scale"])
 
+    # Another target than the table's: measured once, without a prediction, and said why.
     code = main(["train", str(run), "--quiet", "--data", str(tmp / "tiny.npz"), "--space-file", str(tmp / "space.json"),
-                 "--train-epochs", "1", "--out", str(tmp / "trained")])
-    assert code == 0
+                 "--train-epochs", "1", "--target", "torchscript", "--out", str(tmp / "trained")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "not on the search run's table scale" in captured.out and "target: 'eager' != 'torchscript'" in captured.out
     assert (tmp / "trained" / "model" / "model.onnx").is_file()
-    assert json.loads((tmp / "trained" / "summary.json").read_text())["architecture"] == arch.to_string()
+    trained = json.loads((tmp / "trained" / "summary.json").read_text())
+    assert trained["architecture"] == arch.to_string() and "predicted_latency_us" not in trained
 
     # Every epoch's checkpoint is kept on request; by default the newest two.
     for keep, epochs in (("0", [1, 2, 3]), ("2", [2, 3])):
         folder = tmp / f"keep-{keep}"
         assert main(["train", str(run), "--quiet", "--data", str(tmp / "tiny.npz"), "--train-epochs", "3",
-                     "--keep-checkpoints", keep, "--out", str(folder)]) == 0
+                     "--keep-checkpoints", keep, "--scale-rounds", "0", "--out", str(folder)]) == 0
         kept = sorted(name for name in os.listdir(folder / "checkpoints") if name.endswith(".pt"))
         assert kept == [f"train-epoch-{epoch:04d}.pt" for epoch in epochs], kept
         assert json.loads((folder / "config.json").read_text())["keep_checkpoints"] == (int(keep) or None)
@@ -285,3 +300,18 @@ def test_a_run_asking_for_more_training_threads_than_the_cores_trains_on_the_cor
     with pytest.raises(ValueError, match="train_threads must be >= 1"):
         pipeline.search_pipeline(pipeline.PipelineConfig(train_threads=-1), out=str(tmp_path / "run2"))
     assert threads == [2] and not (tmp_path / "run").exists() and not (tmp_path / "run2").exists()
+
+
+def test_summary_says_when_the_baseline_came_out_faster_than_the_searched_model(capsys):
+    from hwnas.search.commands import _print_summary
+    from hwnas.search.pipeline import _baseline_comparison
+
+    # The baseline is picked on short timings; its final measurement can come out faster.
+    for baseline_us, flagged in ((136.0, True), (153.0, False), (170.0, False)):
+        comparison = _baseline_comparison(baseline_us, 153.0)
+        assert comparison == {"latency_ratio": pytest.approx(baseline_us / 153.0), "not_faster": not flagged}
+        _print_summary({"architecture": "a", "test_accuracy": 0.9, "measured_latency_us": 153.0, "target": "eager",
+                        "run": "r", "baseline": {"width": 0.5, "depth": 1.0, "test_accuracy": 0.8,
+                                                 "measured_latency_us": baseline_us, **comparison}})
+        line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("baseline")][0]
+        assert ("11% faster than the searched model: not an equal-latency comparison" in line) == flagged, line

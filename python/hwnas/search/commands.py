@@ -236,7 +236,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
     if "baseline" in summary:
         b = summary["baseline"]
         print(f"baseline MobileNetV2-style w{b['width']:g} d{b['depth']:g}: test accuracy {b['test_accuracy']:.4f}, "
-              f"measured latency {b['measured_latency_us']:.0f} us")
+              f"measured latency {b['measured_latency_us']:.0f} us"
+              + ("" if b.get("not_faster", True) else
+                 f" ({1 - b['latency_ratio']:.0%} faster than the searched model: not an equal-latency comparison)"))
     for kind, path in summary.get("exported", {}).items():
         print(f"{kind}: {path}")
     print(f"results: {summary['run']}")
@@ -281,6 +283,11 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default=None,
                         help="latency target measured after training (default: a search run's own, else eager)")
     parser.add_argument("--threads", type=thread_count, default=1, help="threads of the latency measurement (default 1)")
+    parser.add_argument("--scale-rounds", type=non_negative_int, default=3,
+                        help="for a search run's architecture on the run's own target and threads: measure it as the "
+                             "search measured its own, in this many rounds round-robin with the run's latency-table "
+                             "calibration models and on the table's scale, and report its prediction (default 3, "
+                             "about 40 s; 0: one measurement, still drift-corrected as the table was)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--keep-checkpoints", type=non_negative_int, default=None, metavar="N",
                         help="epoch checkpoints kept per stage, the newest (default 2: enough to resume after a kill "
@@ -316,6 +323,6 @@ def run_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.train_threads)
     summary = train_pipeline(args.arch or "", args.data, args.out, args.runs_dir, config, args.target, args.threads,
                              args.data_seed, args.limit, args.space_file, args.resume, progress=not args.quiet,
-                             keep_checkpoints=_keep_checkpoints(args))
+                             keep_checkpoints=_keep_checkpoints(args), scale_rounds=args.scale_rounds)
     _print_summary(summary)
     return 0

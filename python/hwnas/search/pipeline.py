@@ -405,13 +405,9 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
                                       stage="baseline", export_folder=None, progress=progress, log=log)
             summary["baseline"] = {"width": picked["width"], "depth": picked["depth"], "arch": picked["arch"].to_string(),
                                    "test_accuracy": base["test_accuracy"], "measured_latency_us": base["latency"]["median_us"]}
-        if config.scale_rounds and (table.correction or {}).get("models"):
-            from hwnas.latency.table_scale import measure_on_table_scale
-
-            # The final numbers are measured beside the table's calibration models, on
-            # the scale the prediction was fitted on (see hwnas.latency.table_scale).
-            timed = [(trained["model"], trained["input_shape"])] + ([(base["model"], base["input_shape"])] if base else [])
-            scaled = measure_on_table_scale(timed, table, space, target, rounds=int(config.scale_rounds))
+        timed = [trained] + ([base] if base else [])
+        scaled = _measure_on_table_scale(timed, table, space, target, config.scale_rounds, log)
+        if scaled is not None:
             summary["table_scale"] = {"scale": scaled["scale"], "rounds": scaled["rounds"],
                                       "single_measurement_us": summary["measured_latency_us"],
                                       "pooled_us": scaled["measured_us"][0]}
@@ -419,9 +415,14 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
             if base:
                 summary["baseline"]["single_measurement_us"] = summary["baseline"]["measured_latency_us"]
                 summary["baseline"]["measured_latency_us"] = scaled["table_scale_us"][1]
-            log(f"table scale: x{scaled['scale']:.3f} from {len(scaled['calibration_ratios'])} calibration models "
-                f"timed again in {scaled['rounds']} rounds")
         summary["latency_error"] = summary["measured_latency_us"] / summary["predicted_latency_us"] - 1.0
+        if base:
+            summary["baseline"].update(_baseline_comparison(summary["baseline"]["measured_latency_us"],
+                                                            summary["measured_latency_us"]))
+            if not summary["baseline"]["not_faster"]:
+                log(f"warning: the baseline measured {summary['baseline']['measured_latency_us']:.0f} us, faster than "
+                    f"the searched model's {summary['measured_latency_us']:.0f} us (it was picked on shorter "
+                    f"timings): the accuracies are not compared at equal latency")
         # The chosen architecture again, retrained and measured: the plot links it to its estimate.
         points.append({"latency": summary["measured_latency_us"], "accuracy": trained["test_accuracy"],
                        "kind": "searched", "label": None})
@@ -476,6 +477,31 @@ def train_architecture(space: Any, arch: Any, splits: DataSplits, config: TrainC
     return result
 
 
+def _measure_on_table_scale(trained: list[dict[str, Any]], table: Any, space: Any, target: Any, rounds: int,
+                            log: Callable[[str], None]) -> Optional[dict[str, Any]]:
+    """Measures the trained models (:func:`train_architecture` results) again, round-robin
+    with ``table``'s calibration models, on the scale its prediction was fitted on (see
+    :mod:`hwnas.latency.table_scale`); ``None`` (and the single measurements stand) when
+    ``rounds`` is 0 or the table stores no calibration models."""
+    if not rounds or not (table.correction or {}).get("models"):
+        return None
+    from hwnas.latency.table_scale import measure_on_table_scale
+
+    scaled = measure_on_table_scale([(t["model"], t["input_shape"]) for t in trained], table, space, target,
+                                    rounds=int(rounds))
+    log(f"table scale: x{scaled['scale']:.3f} from {len(scaled['calibration_ratios'])} calibration models "
+        f"timed again in {scaled['rounds']} rounds")
+    return scaled
+
+
+def _baseline_comparison(baseline_us: float, searched_us: float) -> dict[str, Any]:
+    """Whether the baseline's accuracy is compared at equal or higher latency: it is picked
+    on short single timings, and its final measurement may come out below the searched
+    model's. ``latency_ratio``: baseline / searched; ``not_faster``: ratio >= 1."""
+    ratio = baseline_us / searched_us
+    return {"latency_ratio": ratio, "not_faster": bool(ratio >= 1.0)}
+
+
 #: Format of ``model/input.json``: what the exported model expects and returns.
 MODEL_INPUT_FORMAT = "hwnas.model_input"
 
@@ -512,12 +538,16 @@ def write_model_input(folder: str, info: dict[str, Any]) -> str:
 def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: str, train_config: TrainConfig,
                    target_name: str = "eager", threads: int = 1, data_seed: int = 0, limit: Optional[int] = None,
                    space_file: Optional[str] = None, resume: Optional[str] = None, progress: bool = True,
-                   log: Callable[[str], None] = _log_default, keep_checkpoints: Optional[int] | str = "run") -> dict[str, Any]:
+                   log: Callable[[str], None] = _log_default, keep_checkpoints: Optional[int] | str = "run",
+                   scale_rounds: int = 3) -> dict[str, Any]:
     """``hwnas train``: trains an architecture (JSON file or search run folder) from scratch, measures, exports.
 
     ``keep_checkpoints``: epoch checkpoints kept (``None``: all; ``"run"``: the default for a
-    new run, the run's own setting on resume); the other arguments are
-    ``hwnas train``'s options.
+    new run, the run's own setting on resume). An architecture given as a search run
+    folder is measured as the search measured its own (the run's latency table: its
+    drift correction, and with ``scale_rounds`` its calibration models timed beside it),
+    and its prediction is reported, when the target is the one the table was measured
+    on. The other arguments are ``hwnas train``'s options.
     """
     from hwnas.latency.targets import get_target
     from hwnas.spaces import Architecture
@@ -528,6 +558,8 @@ def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: st
         options = stored["options"]
         arch_source, data, data_seed, limit = options["arch"], options["data"], options["data_seed"], options["limit"]
         target_name, threads, space_file = options["target"], options["threads"], options["space_file"]
+        # Runs begun before these options existed: measured once, not on a table's scale.
+        table_path, scale_rounds = options.get("latency_table"), options.get("scale_rounds", 0)
         train_config = TrainConfig.from_dict(options["train"])
         # The run's own copy: the architecture file it started from may have moved since.
         if os.path.isfile(run.file("architecture.json")):
@@ -539,6 +571,10 @@ def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: st
     else:
         _refuse_existing_run(out, runs_dir)
         data, space_file = _absolute(data), _absolute(space_file)
+        if isinstance(scale_rounds, bool) or not isinstance(scale_rounds, int) or scale_rounds < 0:
+            raise ValueError(f"scale_rounds must be an integer >= 0, got {scale_rounds!r}")
+        table_path = os.path.join(arch_source, "latency_table.json") if os.path.isdir(arch_source) else None
+        table_path = os.path.abspath(table_path) if table_path and os.path.isfile(table_path) else None
     # Everything that can be refused is checked before a new run folder is made.
     path = os.path.join(arch_source, "architecture.json") if os.path.isdir(arch_source) else arch_source
     if not os.path.isfile(path):
@@ -552,13 +588,19 @@ def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: st
         raise ValueError(f"architecture expects {space.in_channels} channels / {space.num_classes} classes, the data "
                          f"{data!r} has {splits.in_channels} / {splits.num_classes}")
     target = get_target(target_name, threads=threads)
+    table = _search_run_table(table_path, space, target, log)
+    if table is not None:
+        from .tables import measuring_target
+
+        target = measuring_target(target, space, table)
     if resume is None:
         keep = _new_run_keep(keep_checkpoints)
         run = RunDir(out, keep) if out else RunDir.create(runs_dir, "train", keep_checkpoints=keep)
         run.lock()
         run.write_config({"command": "train", "options": {
             "arch": os.path.abspath(path), "data": data, "data_seed": data_seed, "limit": limit, "target": target_name,
-            "threads": threads, "space_file": space_file, "train": train_config.to_dict()}, "data": splits.info,
+            "threads": threads, "space_file": space_file, "train": train_config.to_dict(),
+            "latency_table": table_path, "scale_rounds": scale_rounds}, "data": splits.info,
             "space": space.to_dict(), "keep_checkpoints": keep, "hwnas_version": _version()})
         arch.save(run.file("architecture.json"))
     log(f"run folder: {run.path}")
@@ -568,9 +610,41 @@ def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: st
                "test_accuracy": trained["test_accuracy"], "val_accuracy": trained["val_accuracy"],
                "measured_latency_us": trained["latency"]["median_us"], "target": target_name,
                "exported": trained["exported"], "seconds": trained["seconds"], "history": trained["history"]}
+    if table is not None:
+        summary["predicted_latency_us"] = table.predict(arch)
+        scaled = _measure_on_table_scale([trained], table, space, target, scale_rounds, log)
+        if scaled is not None:
+            summary["table_scale"] = {"scale": scaled["scale"], "rounds": scaled["rounds"],
+                                      "single_measurement_us": summary["measured_latency_us"],
+                                      "pooled_us": scaled["measured_us"][0]}
+            summary["measured_latency_us"] = scaled["table_scale_us"][0]
+        summary["latency_error"] = summary["measured_latency_us"] / summary["predicted_latency_us"] - 1.0
     atomic_write_json(run.file("summary.json"), summary)
     run.unlock()
     return summary
+
+
+def _search_run_table(path: Optional[str], space: Any, target: Any, log: Callable[[str], None]) -> Optional[Any]:
+    """The search run's latency table at ``path`` when the model can be measured on its
+    scale: the same space, and ``target`` with the table's fingerprint (target, threads,
+    machine); else ``None``, saying why."""
+    if path is None:
+        return None
+    from hwnas.latency.fingerprint import fingerprint_differences
+    from hwnas.latency.table import LatencyTable
+
+    try:
+        table = LatencyTable.load(path)
+        table.check_space(space)
+    except (OSError, ValueError) as exc:
+        log(f"the search run's latency table is not used: {exc}")
+        return None
+    differences = fingerprint_differences(table.fingerprint, target.fingerprint())
+    if differences:
+        log("measured once, not on the search run's table scale: the table was measured under another "
+            f"fingerprint ({'; '.join(differences)})")
+        return None
+    return table
 
 
 def _version() -> str:
