@@ -29,6 +29,7 @@ import torch
 from hwnas._io import UnsupportedVersion, atomic_write_file, read_json, write_json
 
 __all__ = [
+    "DEFAULT_KEEP_CHECKPOINTS",
     "RunDir",
     "RunInUse",
     "atomic_write_json",
@@ -102,6 +103,10 @@ def restore_rng_state(state: Mapping[str, Any], generators: Optional[Mapping[str
 
 _STAGE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
+#: Epoch checkpoints a run keeps per stage unless told otherwise: the newest two, enough
+#: to resume after a kill at any moment (one may be half-written when it comes).
+DEFAULT_KEEP_CHECKPOINTS = 2
+
 
 class RunDir:
     """One run's output folder.
@@ -117,7 +122,7 @@ class RunDir:
 
     CONFIG_FORMAT = "hwnas.run_config"
 
-    def __init__(self, path: str | os.PathLike, keep_checkpoints: Optional[int] = 2) -> None:
+    def __init__(self, path: str | os.PathLike, keep_checkpoints: Optional[int] = DEFAULT_KEEP_CHECKPOINTS) -> None:
         self.path = os.path.abspath(os.fspath(path))
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise ValueError(f"run folder {self.path} exists and is not a folder")

@@ -31,7 +31,7 @@ import torch
 from hwnas._argtypes import available_cpus
 from hwnas._io import read_json
 from hwnas.data import DataSplits, load_dataset, prepare_splits
-from hwnas.runs import RunDir, atomic_write_json
+from hwnas.runs import DEFAULT_KEEP_CHECKPOINTS, RunDir, atomic_write_json
 
 from ._config import DictConfig
 from .dnas import FBNetSearch, SearchConfig, arch_split_size
@@ -142,10 +142,6 @@ def search_table(config: PipelineConfig, space: Any, target: Any = None, progres
     target = target if target is not None else get_target(config.target, threads=config.threads)
     return cached_table(space, target, config.cache_dir, progress=progress, calibrate=config.calibrate,
                         seed=config.data_seed, drift_correction=config.drift_correction)
-
-
-#: Epoch checkpoints a new run keeps per stage.
-DEFAULT_KEEP_CHECKPOINTS = 2
 
 
 def _new_run_keep(keep_checkpoints: Optional[int] | str) -> Optional[int]:
