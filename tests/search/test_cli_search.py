@@ -315,3 +315,17 @@ def test_summary_says_when_the_baseline_came_out_faster_than_the_searched_model(
                                                  "measured_latency_us": baseline_us, **comparison}})
         line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("baseline")][0]
         assert ("11% faster than the searched model: not an equal-latency comparison" in line) == flagged, line
+
+
+def test_a_baseline_the_run_could_not_build_is_refused_before_the_search(inputs, capsys):
+    # Found late before: the MobileNetV2-style baseline was built after the search and the
+    # retraining, and a space without k3_e1/k3_e6 (or a space file) failed there.
+    runs = inputs / "runs"
+    cases = ((["--space", str(inputs / "space.json")], f"the space {inputs / 'space.json'} is a file"),
+             (["--space", "spos"], "--baseline: space 'spos' layer 0 does not offer 'k3_e1'"),
+             (["--no-retrain"], "it does not go with --no-retrain"))
+    for options, message in cases:
+        assert main(["search", "--quiet", "--data", str(inputs / "tiny.npz"), "--baseline", "--runs-dir", str(runs),
+                     *options]) == 1
+        assert message in capsys.readouterr().err
+    assert not runs.exists()  # refused before any run folder was made

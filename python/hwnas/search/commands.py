@@ -153,7 +153,8 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
     _add_train_args(train, TrainConfig().epochs)
     train.add_argument("--baseline", action="store_true",
                        help="also train the cheapest MobileNetV2-style model (width x depth grid) whose measured latency "
-                            "is at least the searched model's, with the same recipe")
+                            "is at least the searched model's, with the same recipe (a registered space offering k3_e1, k3_e6 and "
+                            "skip: fbnet_small, fbnet)")
 
 
 #: The objective options each objective takes; the others would be ignored without a word.

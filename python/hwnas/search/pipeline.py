@@ -322,6 +322,8 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
     splits = load_splits(config)
     arch_split_size(len(splits.train), search_config.arch_fraction)
     space = make_space(config, splits.in_channels, splits.num_classes)
+    if config.baseline:
+        _check_baseline(config, splits)
     target = get_target(config.target, threads=config.threads)
     if resume is None:
         keep = _new_run_keep(keep_checkpoints)
@@ -471,6 +473,25 @@ def train_architecture(space: Any, arch: Any, splits: DataSplits, config: TrainC
     result["seconds"] = time.perf_counter() - started
     result["model"], result["input_shape"] = model, shape
     return result
+
+
+def _check_baseline(config: PipelineConfig, splits: DataSplits) -> None:
+    """Refuses, before the search, a baseline the run could not build after it: baselines
+    are MobileNetV2-style models of a registered space (``k3_e1``, ``k3_e6``, ``skip``),
+    trained with the retraining recipe."""
+    from .baselines import mobilenet_v2_style
+
+    if config.retrain is None:
+        raise ValueError("--baseline (baseline=True) trains the baseline with the retraining recipe; it does not go "
+                         "with --no-retrain (retrain=None)")
+    if os.path.exists(config.space):
+        raise ValueError(f"--baseline builds MobileNetV2-style models of a registered space (e.g. fbnet_small); "
+                         f"the space {config.space} is a file")
+    try:
+        mobilenet_v2_style(config.space, dict(resolution=config.resolution, in_channels=splits.in_channels,
+                                              num_classes=splits.num_classes), width=1.0, depth=1.0)
+    except ValueError as exc:
+        raise ValueError(f"--baseline: {exc}") from None
 
 
 def _measure_on_table_scale(trained: list[dict[str, Any]], table: Any, space: Any, target: Any, rounds: int,
