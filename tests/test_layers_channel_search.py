@@ -159,3 +159,21 @@ def test_negative_latencies_are_refused():
         ChannelSearchConv2d(3, [4, 8], latencies=[-1, 3])
     layer = ChannelSearchConv2d(3, [4, 8], latencies=[0, 3])
     torch.testing.assert_close(layer.latencies, torch.tensor([0.0, 3.0]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_expected_costs_of_a_16_bit_layer_are_exact_and_have_finite_gradients(dtype):
+    layer = ChannelSearchConv2d(64, [96, 128], mode="softmax").to(dtype)
+    layer(torch.randn(1, 64, 12, 12, dtype=dtype))
+    # Hand count: 64 inputs x 3 x 3 taps x 12 x 12 outputs per channel, at the mean width 112.
+    assert layer.expected_macs.dtype == torch.float32
+    assert float(layer.expected_macs.detach()) == pytest.approx(64 * 9 * 144 * 112, rel=1e-3)
+    assert float(layer.expected_out_channels.detach()) == pytest.approx(112, rel=1e-3)
+    # A loss scales its cost term (a raw MAC gradient would pass float16's range anyway):
+    # the 16-bit logits get the float32 layer's gradient, not inf * 0 = NaN.
+    (1e-6 * layer.expected_macs).backward()
+    reference = ChannelSearchConv2d(64, [96, 128], mode="softmax")
+    reference(torch.randn(1, 64, 12, 12))
+    (1e-6 * reference.expected_macs).backward()
+    torch.testing.assert_close(layer.arch_logits.grad.float(), reference.arch_logits.grad, rtol=1e-2, atol=1e-3)
+    assert reference.arch_logits.grad.abs().sum() > 0

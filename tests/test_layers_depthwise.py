@@ -122,3 +122,27 @@ def test_what_cannot_run_on_the_native_kernel_is_refused_when_built():
         swap_in_native_depthwise(conv)
     with native_depthwise(nn.Sequential(conv)) as model:
         assert isinstance(model[0], DepthwiseConv2d)
+
+
+def test_defaults_and_state_dict_are_those_of_conv2d():
+    conv = nn.Conv2d(4, 4, 3, groups=4)
+    native = DepthwiseConv2d(4, 3)
+    native.load_state_dict(conv.state_dict())  # bias=True by default, as nn.Conv2d
+    x = torch.randn(2, 4, 6, 6)
+    torch.testing.assert_close(native(x), conv(x))
+
+
+def test_under_autocast_it_computes_in_the_autocast_dtype_as_conv2d():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 3, padding=1, groups=4))
+    x = torch.randn(2, 4, 6, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = model(x)
+        with native_depthwise(model):
+            out = model(x)
+        alone = DepthwiseConv2d.sharing(model[1])(x)
+        plain = model[1](x)
+    assert out.dtype == expected.dtype == alone.dtype == plain.dtype == torch.bfloat16
+    # bfloat16 keeps 8 bits of mantissa; the two kernels round differently.
+    torch.testing.assert_close(out.float(), expected.float(), atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(alone.float(), plain.float(), atol=1e-2, rtol=1e-2)

@@ -294,3 +294,31 @@ def test_negative_latencies_are_refused(latencies):
     MixedLayer([nn.Identity()] * 2, latencies=[0.0, 3.0])
     with pytest.raises(ValueError, match="latencies must be 2 numbers"):
         MixedLayer([nn.Identity()] * 2, latencies=["fast", "slow"])
+
+
+def test_under_autocast_branches_of_different_dtypes_mix_in_the_widest_as_eager_does():
+    torch.manual_seed(0)
+    candidates = [nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 1), nn.Identity()]
+    fused = MixedLayer(candidates, mode="softmax")
+    eager = MixedLayer(candidates, mode="softmax", fused=False)
+    eager.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 4, 5, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, expected = fused(x), eager(x)
+        # The independent formula: each branch as autocast returns it, summed in float32.
+        weights = torch.softmax(fused.arch_logits, -1)
+        manual = sum(w * op(x).float() for w, op in zip(weights, candidates))
+    assert out.dtype == expected.dtype == torch.float32
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(out, manual)
+
+
+def test_expected_latency_of_a_half_layer_does_not_overflow():
+    # Tens of thousands of microseconds pass float16's largest value (65504) in a sum.
+    layer = MixedLayer([nn.Identity(), nn.Identity()], mode="softmax", latencies=[50000.0, 70000.0]).half()
+    layer(torch.randn(1, 2, 2, 2, dtype=torch.float16))
+    assert layer.expected_latency.dtype == torch.float32 and layer.latencies.dtype == torch.float32
+    assert float(layer.expected_latency.detach()) == pytest.approx(60000.0, rel=1e-3)
+    (1e-3 * layer.expected_latency).backward()
+    # d/dlogit_0 of (m_0 * 50 + m_1 * 70) at m = (1/2, 1/2): m_0 * (50 - 60) = -5, and +5.
+    torch.testing.assert_close(layer.arch_logits.grad.float(), torch.tensor([-5.0, 5.0]), rtol=1e-2, atol=1e-2)

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from hwnas._checks import as_integer
 from hwnas.ops import channel_mask
 
-from .choice import ArchChoice
+from .choice import ArchChoice, cost_precision
 from .reference import channel_mask_reference, prefix_mask_matrix
 
 __all__ = ["ChannelSearchConv2d"]
@@ -41,13 +41,17 @@ class ChannelSearchConv2d(ArchChoice):
     ``gumbel_hard``, ``single_path``, ``fixed``), applied to widths instead of blocks;
     the channel masking is cheap either way, so every mode runs the one convolution.
     With ``fused=False`` the mask is the eager ``y * (g @ M)`` (``M`` the ``[K, C_max]``
-    prefix-mask matrix), drawing the same random numbers.
+    prefix-mask matrix), drawing the same random numbers. ONNX export needs
+    ``fused=False``: the exporters know no translation of the ``hwnas`` ops. Cost
+    expectations are computed in float32 at least, also in a ``.half()`` module.
 
     Args:
         in_channels: input channels.
         widths: K strictly increasing output widths; the convolution has ``widths[-1]``.
-        kernel_size, stride, groups, bias: as for :class:`torch.nn.Conv2d` (padding
+        kernel_size, stride: positive integers (square kernels, equal strides; padding
             keeps 'same' spatial size for odd kernels: ``kernel_size // 2``).
+        groups, bias: as for :class:`torch.nn.Conv2d`, except that ``bias`` defaults
+            to ``False`` (a BatchNorm follows by default).
         norm: add a BatchNorm2d after the convolution.
         activation: module factory applied last (``None`` for none).
         mode, temperature, fixed_index, latencies, fused: as for ``MixedLayer``.
@@ -58,6 +62,7 @@ class ChannelSearchConv2d(ArchChoice):
     """
 
     _PER_FORWARD = ("last_gates", "expected_out_channels", "expected_macs", "expected_latency")
+    _COST_BUFFERS = ("latencies", "width_values")
 
     def __init__(
         self,
@@ -143,8 +148,9 @@ class ChannelSearchConv2d(ArchChoice):
             y = self.activation(y)
         gates, _ = self.sample_weights()
         self.last_gates = gates
-        self.expected_out_channels = (gates * self.width_values.to(gates.dtype)).sum()
-        self.expected_macs = (gates * self.macs_per_width(y.shape[-2], y.shape[-1]).to(gates.dtype)).sum()
+        costed = cost_precision(gates)
+        self.expected_out_channels = (costed * self.width_values.to(costed.dtype)).sum()
+        self.expected_macs = (costed * self.macs_per_width(y.shape[-2], y.shape[-1]).to(costed.dtype)).sum()
         self.expected_latency = self.latency_of(gates) if self.latencies is not None else None
         if y.dtype in (torch.float16, torch.bfloat16):
             gates = gates.float()  # channel_mask takes float32 gates for 16-bit activations

@@ -18,7 +18,17 @@ from hwnas._checks import as_integer
 
 from .sampling import SEARCH_MODES, check_mode, check_temperature, sample_mixture
 
-__all__ = ["ArchChoice"]
+__all__ = ["ArchChoice", "cost_precision"]
+
+
+def cost_precision(weights: Tensor) -> Tensor:
+    """``weights`` in float32 unless they are float32 or float64 already.
+
+    Why: expected costs sum weights times latencies or MAC counts, which pass float16's
+    largest value (65504) in one layer and lose digits in bfloat16; a module converted
+    with ``.half()`` would report ``inf`` and hand its logits NaN gradients.
+    """
+    return weights if weights.dtype in (torch.float32, torch.float64) else weights.float()
 
 
 class ArchChoice(nn.Module):
@@ -102,6 +112,19 @@ class ArchChoice(nn.Module):
                 state[name] = value.detach()
         return state
 
+    # Cost buffers stay float32 when the module is converted (``.half()``, ``.to(dtype)``):
+    # 70000 us is ``inf`` in float16. Device moves still apply to them.
+    _COST_BUFFERS: tuple[str, ...] = ("latencies",)
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
+        kept = {name: self._buffers[name] for name in self._COST_BUFFERS if self._buffers.get(name) is not None}
+        super()._apply(fn, recurse)
+        for name, before in kept.items():
+            after = self._buffers[name]
+            if after is not None and after.dtype != before.dtype:
+                self._buffers[name] = before.to(device=after.device)
+        return self
+
     def set_latencies(self, latencies: Sequence[float]) -> None:
         """Sets the K per-choice latencies used by ``expected_latency``.
 
@@ -133,6 +156,7 @@ class ArchChoice(nn.Module):
         """``sum_i weights[i] * LAT_i`` (0-dim), differentiable in ``weights``."""
         if self.latencies is None:
             raise ValueError(f"this {type(self).__name__} has no latencies; pass latencies= or call set_latencies()")
+        weights = cost_precision(weights)
         return (weights * self.latencies.to(weights.dtype)).sum()
 
     def sample_weights(self) -> tuple[Tensor, Optional[int]]:

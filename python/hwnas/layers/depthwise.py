@@ -48,14 +48,16 @@ def is_depthwise(module: nn.Module) -> bool:
 
 class DepthwiseConv2d(nn.Conv2d):
     """``nn.Conv2d(C, C, kernel, stride, padding, dilation, groups=C, bias)`` on
-    :func:`hwnas.ops.depthwise_conv2d`.
+    :func:`hwnas.ops.depthwise_conv2d`, with ``nn.Conv2d``'s defaults (``bias=True``)
+    and its ``state_dict`` keys; under ``torch.autocast`` it computes in the autocast
+    dtype, as ``nn.Conv2d`` does.
 
     Shapes:
         ``(N, C, H, W)`` -> ``(N, C, OH, OW)`` as ``nn.Conv2d``, and ``(C, H, W)`` ->
         ``(C, OH, OW)``; the output has the input's layout (channels_last or contiguous).
     """
 
-    def __init__(self, channels: int, kernel_size, stride=1, padding=0, dilation=1, bias: bool = False,
+    def __init__(self, channels: int, kernel_size, stride=1, padding=0, dilation=1, bias: bool = True,
                  device=None, dtype=None) -> None:
         if isinstance(padding, str):
             # The native kernel pads symmetrically by numbers; nn.Conv2d's 'same' may not be.
@@ -82,9 +84,16 @@ class DepthwiseConv2d(nn.Conv2d):
         unbatched = x.dim() == 3  # nn.Conv2d takes (C, H, W) too
         if unbatched:
             x = x.unsqueeze(0)
-        out = depthwise_conv2d(x, self.weight, self.stride, self.padding, self.dilation)
-        if self.bias is not None:
-            out = out + self.bias.view(1, -1, 1, 1)
+        weight, bias = self.weight, self.bias
+        if torch.is_autocast_enabled(x.device.type):
+            # nn.Conv2d runs in autocast's lower precision (and takes float32 inputs
+            # there); so does its drop-in, whose native op has no autocast rule of its own.
+            dtype = torch.get_autocast_dtype(x.device.type)
+            x, weight = x.to(dtype), weight.to(dtype)
+            bias = bias.to(dtype) if bias is not None else None
+        out = depthwise_conv2d(x, weight, self.stride, self.padding, self.dilation)
+        if bias is not None:
+            out = out + bias.view(1, -1, 1, 1)
         return out.squeeze(0) if unbatched else out
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Sequence
 from typing import Optional
 
@@ -38,7 +40,11 @@ class MixedLayer(ArchChoice):
     still has the Gumbel-softmax gradient).
 
     With ``fused=False`` the mixture is the eager ``sum_i m_i * op_i(x)``; both paths
-    draw the same random numbers, so under one seed they compute the same thing.
+    draw the same random numbers, so under one seed they compute the same thing. ONNX
+    export needs ``fused=False``: the exporters know no translation of the ``hwnas``
+    ops (the searched models hwnas builds and exports contain no mixed layers). Under
+    ``torch.autocast``, branches that come out in different dtypes are mixed in the
+    widest of them. ``expected_latency`` is computed in float32 at least.
 
     The mode alone decides the sampling: ``eval()`` does not stop the Gumbel draws (it
     only switches the candidates' own train/eval behaviour); for a deterministic output
@@ -117,6 +123,12 @@ class MixedLayer(ArchChoice):
         else:
             branches = [op(x) for op in self.candidates]
             branch_weights = weights
+        if len({b.dtype for b in branches}) > 1:
+            # Under torch.autocast convolutions return bfloat16/float16 while identity or
+            # pooling candidates pass float32 through: mix in the widest dtype, as eager
+            # addition (fused=False) promotes.
+            common = functools.reduce(torch.promote_types, [b.dtype for b in branches])
+            branches = [b.to(common) for b in branches]
         branch_weights = branch_weights.to(self._weight_dtype(branches[0]))
         if self.fused:
             return weighted_sum(branches, branch_weights)
