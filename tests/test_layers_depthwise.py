@@ -146,3 +146,14 @@ def test_under_autocast_it_computes_in_the_autocast_dtype_as_conv2d():
     # bfloat16 keeps 8 bits of mantissa; the two kernels round differently.
     torch.testing.assert_close(out.float(), expected.float(), atol=1e-2, rtol=1e-2)
     torch.testing.assert_close(alone.float(), plain.float(), atol=1e-2, rtol=1e-2)
+
+
+def test_a_convolution_used_twice_in_one_parent_is_swapped_at_both_uses():
+    conv = nn.Conv2d(4, 4, 3, padding=1, groups=4)
+    model = nn.Sequential(conv, nn.ReLU(), conv)
+    x = torch.randn(1, 4, 5, 5)
+    expected = model(x)
+    with native_depthwise(model):
+        assert isinstance(model[0], DepthwiseConv2d) and isinstance(model[2], DepthwiseConv2d)
+        torch.testing.assert_close(model(x), expected)
+    assert model[0] is conv and model[2] is conv

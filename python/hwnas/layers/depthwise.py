@@ -110,7 +110,9 @@ def swap_in_native_depthwise(model: nn.Module) -> list[tuple[nn.Module, str, nn.
                          "(e.g. nn.Sequential(conv)), or use DepthwiseConv2d.sharing(conv)")
     swapped = []
     for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
+        # _modules, not named_children(): the latter skips a module registered twice
+        # in one parent, which would then run its second use on the slow path.
+        for name, child in list(parent._modules.items()):
             if is_depthwise(child):
                 setattr(parent, name, DepthwiseConv2d.sharing(child))
                 swapped.append((parent, name, child))
