@@ -13,7 +13,9 @@ instead of returning wrong higher derivatives.
 from __future__ import annotations
 
 import math
+import operator
 import os
+import reprlib
 import warnings
 from collections.abc import Sequence
 
@@ -57,20 +59,122 @@ def weighted_sum(branches: Sequence[Tensor], weights: Tensor) -> Tensor:
         Tensor of the branches' shape, dtype and layout.
 
     Raises:
+        TypeError: for branches that are not a sequence of tensors, or weights that
+            are not a tensor.
         RuntimeError: for an empty list, branches that differ in shape, dtype or
             device, or weights of the wrong rank, length, dtype or device.
     """
-    branches = list(branches)
+    try:
+        branches = list(branches)
+    except TypeError:
+        raise TypeError(f"weighted_sum: branches must be a sequence of tensors, got {_brief(branches)}") from None
     if _use_torch_ops((weights, *branches)):
+        _refuse_weighted_sum_arguments(branches, weights)
         return torch.ops.hwnas.weighted_sum.default(branches, weights)
-    return _NATIVE.weighted_sum(branches, weights)
+    try:
+        return _NATIVE.weighted_sum(branches, weights)
+    except TypeError:
+        # Only pybind raises TypeError here, for an argument that is not a tensor. The
+        # types are looked at after the fact so that a call with good ones pays nothing.
+        _refuse_weighted_sum_arguments(branches, weights)
+        raise
 
 
-def _check_weighted_sum_inputs(branches, weights):
-    """The C++ checks (csrc/ops/weighted_sum_checks.h), for fake and meta tensors."""
-    where = "hwnas::weighted_sum"
+# Tensors and objects that stand for them through __torch_function__ (which go the
+# torch.ops way): what the argument checks accept as a tensor.
+_is_tensor_like = torch.overrides.is_tensor_like
+
+
+class _ShortRepr(reprlib.Repr):
+    # Tensors of more than a few values as their shape and dtype: the values would drown
+    # the message.
+    def repr1(self, x, level):
+        if isinstance(x, Tensor) and x.numel() > 4:
+            return f"tensor(shape={list(x.shape)}, dtype={x.dtype})"
+        return super().repr1(x, level)
+
+
+def _brief(value) -> str:
+    """The type and a short repr of a value, for messages (never a whole tensor)."""
+    return f"{type(value).__name__} {_ShortRepr().repr(value)}"
+
+
+def _refuse_weighted_sum_arguments(branches, weights):
+    """Raises a TypeError that names the argument that is not a tensor, if one is not.
+
+    Without it, pybind refuses the call with "incompatible function arguments" and prints
+    every tensor it was given, and torch.ops with a message about the schema."""
+    for i, b in enumerate(branches):
+        if not _is_tensor_like(b):
+            raise TypeError(f"weighted_sum: branches must all be tensors, but branches[{i}] is {_brief(b)}")
+    if not _is_tensor_like(weights):
+        raise TypeError(
+            f"weighted_sum: weights must be a tensor of shape [N] or [B, N] (e.g. torch.tensor(...)), "
+            f"got {_brief(weights)}"
+        )
+
+
+# The names the C++ checks print for dtypes (c10::toString(ScalarType)), so that a fake or
+# meta kernel refuses an input with the very message the CPU or CUDA kernel gives.
+_CPP_DTYPE_NAMES = {
+    torch.float32: "Float", torch.float64: "Double", torch.bfloat16: "BFloat16", torch.float16: "Half",
+    torch.int64: "Long", torch.int32: "Int", torch.int16: "Short", torch.int8: "Char", torch.uint8: "Byte",
+    torch.bool: "Bool", torch.complex32: "ComplexHalf", torch.complex64: "ComplexFloat",
+    torch.complex128: "ComplexDouble",
+}
+_SUPPORTED_FLOATS = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+_REDUCED_FLOATS = (torch.bfloat16, torch.float16)
+
+
+def _cpp_name(dtype) -> str:
+    return _CPP_DTYPE_NAMES.get(dtype, str(dtype))
+
+
+def _check_mixing_dtype(where, what, value_dtype, like, like_dtype):
+    """check_mixture_weights' and check_channel_gates' dtype rule: `like`'s dtype, or
+    float32 with bfloat16/float16 data."""
+    torch._check(
+        value_dtype == like_dtype or (value_dtype == torch.float32 and like_dtype in _REDUCED_FLOATS),
+        lambda: f"{where}: {what} must have {like} dtype ({_cpp_name(like_dtype)})"
+        f"{' or float32' if like_dtype in _REDUCED_FLOATS else ''}, got {_cpp_name(value_dtype)}",
+    )
+
+
+def _check_mixture_weights(where, weights, num_branches, branch_shape, branch_dtype, branch_device):
+    """check_mixture_weights (csrc/ops/weighted_sum_checks.h): the same conditions, order
+    and messages, so that tracing and meta tensors fail as the kernels do."""
+    torch._check(
+        weights.dim() in (1, 2),
+        lambda: f"{where}: weights must have shape [N] (one mixture for the batch) or [B, N] "
+        f"(one mixture per sample), got shape {list(weights.shape)}",
+    )
+    torch._check(
+        weights.shape[-1] == num_branches,
+        lambda: f"{where}: weights has N={weights.shape[-1]} entries along its last dimension but "
+        f"{num_branches} branches were given",
+    )
+    _check_mixing_dtype(where, "weights", weights.dtype, "the branches'", branch_dtype)
+    torch._check(
+        weights.device == branch_device,
+        lambda: f"{where}: weights are on {weights.device} but the branches are on {branch_device}"
+        "; move them to the same device",
+    )
+    if weights.dim() == 2:
+        torch._check(
+            len(branch_shape) > 0 and branch_shape[0] == weights.shape[0],
+            lambda: f"{where}: per-sample weights of shape {list(weights.shape)} need branches whose first "
+            f"(batch) dimension is B={weights.shape[0]}, got branches of shape {list(branch_shape)}",
+        )
+
+
+def _check_weighted_sum_inputs(branches, weights, where="hwnas::weighted_sum"):
+    """check_weighted_sum_inputs (csrc/ops/weighted_sum_checks.h), for fake and meta tensors."""
     torch._check(len(branches) > 0, lambda: f"{where}: expected at least one branch, got an empty list")
     first = branches[0]
+    torch._check(
+        first.dtype in _SUPPORTED_FLOATS,
+        lambda: f"{where}: branches must be float32, float64, bfloat16 or float16, got {_cpp_name(first.dtype)}",
+    )
     for i, b in enumerate(branches[1:], start=1):
         torch._check(
             b.shape == first.shape,
@@ -79,40 +183,84 @@ def _check_weighted_sum_inputs(branches, weights):
         )
         torch._check(
             b.dtype == first.dtype,
-            lambda: f"{where}: all branches must have the same dtype; branch 0 is {first.dtype} "
-            f"but branch {i} is {b.dtype}",
+            lambda: f"{where}: all branches must have the same dtype; branch 0 is {_cpp_name(first.dtype)} "
+            f"but branch {i} is {_cpp_name(b.dtype)}",
         )
         torch._check(
             b.device == first.device,
             lambda: f"{where}: all branches must be on the same device; branch 0 is on "
             f"{first.device} but branch {i} is on {b.device}",
         )
-    torch._check(
-        weights.dim() in (1, 2),
-        lambda: f"{where}: weights must have shape [N] (one mixture for the batch) or [B, N] "
-        f"(one mixture per sample), got shape {list(weights.shape)}",
-    )
-    torch._check(
-        weights.shape[-1] == len(branches),
-        lambda: f"{where}: weights has N={weights.shape[-1]} entries along its last dimension "
-        f"but {len(branches)} branches were given",
-    )
-    torch._check(
-        weights.device == first.device,
-        lambda: f"{where}: weights are on {weights.device} but the branches are on {first.device}",
+    _check_mixture_weights(where, weights, len(branches), first.shape, first.dtype, first.device)
+
+
+# The layout rule of the kernels (csrc/ops/common/dense_layout.h), for fake tensors: the
+# outputs get the exact strides of the tensors the kernels walk, which are the inputs
+# when they share one dense layout and contiguous copies otherwise.
+
+
+def _same_layout(a, b) -> bool:
+    # Strides of size-1 dimensions do not matter: those dimensions are never stepped over.
+    return a.shape == b.shape and all(n <= 1 or sa == sb for n, sa, sb in zip(a.shape, a.stride(), b.stride()))
+
+
+def _batch_is_outermost(t) -> bool:
+    if t.dim() == 0 or t.shape[0] <= 1 or t.numel() == 0:
+        return True
+    return t.stride(0) == t.numel() // t.shape[0]
+
+
+def _is_dense(t) -> bool:
+    from torch._prims_common import is_non_overlapping_and_dense_or_false
+
+    return is_non_overlapping_and_dense_or_false(t)
+
+
+def _walked_layout(tensors, need_batch_outermost):
+    """with_shared_dense_layout(tensors, need_batch_outermost)[0]: the tensor whose
+    strides the kernels give their outputs."""
+    first = tensors[0]
+    shared = _is_dense(first) and (not need_batch_outermost or _batch_is_outermost(first))
+    shared = shared and all(_same_layout(t, first) for t in tensors[1:])
+    # Tensor.contiguous() returns the tensor itself, strides of size-1 dimensions and
+    # all, when it already is contiguous: as at::Tensor::contiguous does.
+    return first if shared else first.contiguous()
+
+
+def _empty_with_strides_of(reference, dtype=None):
+    return torch.empty_strided(
+        reference.shape, reference.stride(), dtype=dtype or reference.dtype, device=reference.device
     )
 
 
 @torch.library.register_fake("hwnas::weighted_sum")
 def _weighted_sum_fake(branches, weights):
     _check_weighted_sum_inputs(branches, weights)
-    return torch.empty_like(branches[0])
+    return _empty_with_strides_of(_walked_layout(branches, need_batch_outermost=weights.dim() == 2))
 
 
 @torch.library.register_fake("hwnas::weighted_sum_backward")
 def _weighted_sum_backward_fake(grad, branches, weights, branches_need_grad, weights_need_grad):
+    where = "hwnas::weighted_sum_backward"
     n = weights.shape[-1]
-    grad_branches = [torch.empty_like(grad) for _ in range(n)] if branches_need_grad else []
+    per_sample = weights.dim() == 2
+    if weights_need_grad:
+        torch._check(
+            len(branches) == n, lambda: f"{where}: the weight gradient needs the {n} branches, got {len(branches)}"
+        )
+        _check_weighted_sum_inputs(branches, weights, where)
+        torch._check(
+            branches[0].shape == grad.shape,
+            lambda: f"{where}: grad has shape {list(grad.shape)} but the branches have shape "
+            f"{list(branches[0].shape)}",
+        )
+        # like_layout(grad, the branches' walked layout).
+        reference = _walked_layout(branches, per_sample)
+        walked_grad = grad if _same_layout(grad, reference) and _is_dense(grad) else reference
+    else:
+        _check_mixture_weights(where, weights, n, grad.shape, grad.dtype, grad.device)
+        walked_grad = _walked_layout([grad], per_sample)
+    grad_branches = [_empty_with_strides_of(walked_grad, grad.dtype) for _ in range(n)] if branches_need_grad else []
     if weights_need_grad:
         grad_weights = torch.empty_like(weights, memory_format=torch.contiguous_format)
     else:
@@ -154,52 +302,161 @@ def channel_mask(x: Tensor, gates: Tensor, widths: Sequence[int]) -> Tensor:
         Tensor of ``x``'s shape, dtype and layout.
 
     Raises:
-        TypeError: for widths that are not integers (a string, floats, bools).
-        RuntimeError: for widths that do not increase, are not positive, exceed C or
-            disagree with K, and for gates of the wrong rank, batch, dtype or device.
+        TypeError: for x or gates that are not tensors, and widths that are not a
+            sequence of integers (an int, a string, floats or float tensors, bools).
+        RuntimeError: for widths that do not increase, are not positive, exceed C
+            (any beyond 64 bits does) or disagree with K, and for gates of the wrong
+            rank, batch, dtype or device.
     """
-    if isinstance(widths, (str, bytes)) or any(isinstance(w, (bool, float)) for w in widths):
-        # int() would read "258" as [2, 5, 8] and 2.7 as 2: a mistake to report, not to round.
-        raise TypeError(f"channel_mask: widths must be a sequence of integers, got {widths!r}")
-    widths = [int(w) for w in widths]
+    # Fast path: a list or tuple of Python ints in range, what a layer passes every step.
+    if type(widths) is list or type(widths) is tuple:
+        for w in widths:
+            if type(w) is not int or not -_INT64_LIMIT <= w < _INT64_LIMIT:
+                widths = _channel_widths(widths, x)
+                break
+    else:
+        widths = _channel_widths(widths, x)
     if _use_torch_ops((x, gates)):
+        _refuse_channel_mask_arguments(x, gates)
         return torch.ops.hwnas.channel_mask.default(x, gates, widths)
-    return _NATIVE.channel_mask(x, gates, widths)
+    try:
+        return _NATIVE.channel_mask(x, gates, widths)
+    except TypeError:
+        # Only pybind raises TypeError here (see weighted_sum).
+        _refuse_channel_mask_arguments(x, gates)
+        raise
 
 
-def _check_channel_mask_meta(where, x, gates, widths):
-    # The same conditions as the C++ checks, so that tracing fails as eagerly does.
-    torch._check(x.dim() >= 2, lambda: f"{where}: x must have shape [B, C, ...], got {tuple(x.shape)}")
+def _refuse_channel_mask_arguments(x, gates):
+    """Raises a TypeError that names x or gates if it is not a tensor (see
+    _refuse_weighted_sum_arguments)."""
+    if not _is_tensor_like(x):
+        raise TypeError(f"channel_mask: x must be a tensor of shape [B, C, ...], got {_brief(x)}")
+    if not _is_tensor_like(gates):
+        raise TypeError(
+            f"channel_mask: gates must be a tensor of shape [K] or [B, K] (e.g. torch.tensor(...)), "
+            f"got {_brief(gates)}"
+        )
+
+
+_INT64_LIMIT = 1 << 63
+
+
+def _channel_widths(widths, x) -> list[int]:
+    """widths as a list of Python ints, refusing anything that is not an integer.
+
+    int() would read "258" as [2, 5, 8], 2.7 or tensor(2.7) as 2 and True as 1: mistakes
+    to report, not to round. Integer tensors and numpy integers are integers.
+    """
+    try:
+        if isinstance(widths, (str, bytes)):
+            raise TypeError
+        items = list(widths)
+    except TypeError:  # an int, a 0-d tensor, None, ...
+        raise TypeError(
+            f"channel_mask: widths must be a sequence of integers (one channel count per gate), got {_brief(widths)}"
+        ) from None
+    result = []
+    for i, w in enumerate(items):
+        # operator.index refuses floats, float tensors and numpy floats, but takes Python
+        # bools and bool tensors; a 1-element tensor of any rank passes it too.
+        refused = isinstance(w, bool) or (isinstance(w, Tensor) and (w.dtype == torch.bool or w.dim() != 0))
+        try:
+            if refused:
+                raise TypeError
+            value = operator.index(w)
+        except TypeError:
+            raise TypeError(
+                f"channel_mask: widths must be a sequence of integers (one channel count per gate), "
+                f"but widths[{i}] is {_brief(w)}"
+            ) from None
+        if not -_INT64_LIMIT <= value < _INT64_LIMIT:
+            # The kernels take 64-bit widths: a larger one is out of range for any x.
+            channels = f"={x.shape[1]}" if isinstance(x, Tensor) and x.dim() >= 2 else ""
+            raise RuntimeError(
+                f"channel_mask: widths[{i}]={value} is out of range: widths are channel counts "
+                f"between 1 and the C{channels} channels of x"
+            )
+        result.append(value)
+    return result
+
+
+def _check_channel_gates(where, gates, widths, x_shape, x_dtype, x_device):
+    """check_channel_gates (csrc/ops/channel_mask_checks.h): the same conditions, order
+    and messages, so that tracing and meta tensors fail as the kernels do."""
     torch._check(
-        gates.dim() in (1, 2), lambda: f"{where}: gates must have shape [K] or [B, K], got {tuple(gates.shape)}"
+        len(x_shape) >= 2,
+        lambda: f"{where}: x must have shape [B, C, ...] (at least 2 dimensions), got shape {list(x_shape)}",
     )
     torch._check(
-        gates.shape[-1] == len(widths),
-        lambda: f"{where}: widths has {len(widths)} entries but gates has K={gates.shape[-1]}",
+        gates.dim() in (1, 2),
+        lambda: f"{where}: gates must have shape [K] (one choice for the batch) or [B, K] "
+        f"(one choice per sample), got shape {list(gates.shape)}",
     )
+    k = gates.shape[-1]
     torch._check(
-        gates.device == x.device,
-        lambda: f"{where}: gates are on {gates.device} but x is on {x.device}; move them to the same device",
+        len(widths) == k,
+        lambda: f"{where}: widths has {len(widths)} entries but gates has K={k} along its last dimension; "
+        "give one width per gate",
     )
-    torch._check(len(widths) >= 1, lambda: f"{where}: expected at least one width")
+    torch._check(k >= 1, lambda: f"{where}: expected at least one width, got none")
     torch._check(
-        all(a < b for a, b in zip(widths, widths[1:])) and widths[0] >= 1,
-        lambda: f"{where}: widths must be positive and strictly increasing, got {list(widths)}",
+        widths[0] >= 1, lambda: f"{where}: widths must be positive, got widths[0]={widths[0]} in widths={list(widths)}"
     )
+    for i in range(1, len(widths)):
+        torch._check(
+            widths[i] > widths[i - 1],
+            lambda: f"{where}: widths must be strictly increasing, but widths[{i}]={widths[i]} <= "
+            f"widths[{i - 1}]={widths[i - 1]} in widths={list(widths)}",
+        )
     torch._check(
-        widths[-1] <= x.shape[1],
-        lambda: f"{where}: the largest width {widths[-1]} exceeds the C={x.shape[1]} channels of x",
+        widths[-1] <= x_shape[1],
+        lambda: f"{where}: the largest width {widths[-1]} exceeds the C={x_shape[1]} channels of x "
+        f"(shape {list(x_shape)})",
+    )
+    _check_mixing_dtype(where, "gates", gates.dtype, "x's", x_dtype)
+    torch._check(
+        gates.device == x_device,
+        lambda: f"{where}: gates are on {gates.device} but x is on {x_device}; move them to the same device",
+    )
+    if gates.dim() == 2:
+        torch._check(
+            gates.shape[0] == x_shape[0],
+            lambda: f"{where}: per-sample gates of shape {list(gates.shape)} need x whose first (batch) "
+            f"dimension is B={gates.shape[0]}, got x of shape {list(x_shape)}",
+        )
+
+
+def _check_supported_float(where, what, dtype):
+    torch._check(
+        dtype in _SUPPORTED_FLOATS,
+        lambda: f"{where}: {what} must be float32, float64, bfloat16 or float16, got {_cpp_name(dtype)}",
     )
 
 
 @torch.library.register_fake("hwnas::channel_mask")
 def _channel_mask_fake(x, gates, widths):
-    _check_channel_mask_meta("hwnas::channel_mask", x, gates, widths)
+    # check_channel_mask_inputs.
+    where = "hwnas::channel_mask"
+    _check_supported_float(where, "x", x.dtype)
+    _check_channel_gates(where, gates, widths, x.shape, x.dtype, x.device)
+    # The kernels' output is empty_like(x): x's strides when x is dense.
     return torch.empty_like(x)
 
 
 @torch.library.register_fake("hwnas::channel_mask_backward")
 def _channel_mask_backward_fake(grad, x, gates, widths, x_needs_grad, gates_needs_grad):
+    # plan_channel_mask_backward's checks (csrc/ops/channel_mask_backward_plan.h).
+    where = "hwnas::channel_mask_backward"
+    _check_supported_float(where, "grad", grad.dtype)
+    _check_channel_gates(where, gates, widths, grad.shape, grad.dtype, grad.device)
+    if gates_needs_grad:
+        torch._check(
+            x.shape == grad.shape and x.dtype == grad.dtype and x.device == grad.device,
+            lambda: f"{where}: the gate gradient needs x shaped like grad ({list(grad.shape)}, "
+            f"{_cpp_name(grad.dtype)}, {grad.device}), got x of shape {list(x.shape)}, {_cpp_name(x.dtype)}, "
+            f"{x.device}",
+        )
     grad_x = torch.empty_like(grad) if x_needs_grad else grad.new_empty((0,))
     if gates_needs_grad:
         grad_gates = torch.empty_like(gates, memory_format=torch.contiguous_format)

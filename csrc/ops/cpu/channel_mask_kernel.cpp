@@ -145,8 +145,12 @@ void scale_channels(
         const acc_t* srow = scales.data() + (per_sample_scales ? (p / S) * C : 0);
         const scalar_t* x = src + p * C;
         scalar_t* o = dst + p * C;
+        // The same zero rule as above, per element: a zeroed channel is written as
+        // zero, so inf or NaN in x there does not become 0 * inf = NaN.
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) o[c] = static_cast<scalar_t>(masked_value(srow[c], x[c]));
+        for (int64_t c = 0; c < C; ++c) {
+          o[c] = srow[c] == acc_t(0) ? scalar_t(0) : static_cast<scalar_t>(masked_value(srow[c], x[c]));
+        }
       }
     });
   }
