@@ -406,10 +406,7 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
         timed = [trained] + ([base] if base else [])
         scaled = _measure_on_table_scale(timed, table, space, target, config.scale_rounds, log)
         if scaled is not None:
-            summary["table_scale"] = {"scale": scaled["scale"], "rounds": scaled["rounds"],
-                                      "single_measurement_us": summary["measured_latency_us"],
-                                      "pooled_us": scaled["measured_us"][0]}
-            summary["measured_latency_us"] = scaled["table_scale_us"][0]
+            _put_on_table_scale(summary, scaled)
             if base:
                 summary["baseline"]["single_measurement_us"] = summary["baseline"]["measured_latency_us"]
                 summary["baseline"]["measured_latency_us"] = scaled["table_scale_us"][1]
@@ -509,6 +506,15 @@ def _measure_on_table_scale(trained: list[dict[str, Any]], table: Any, space: An
     log(f"table scale: x{scaled['scale']:.3f} from {len(scaled['calibration_ratios'])} calibration models "
         f"timed again in {scaled['rounds']} rounds")
     return scaled
+
+
+def _put_on_table_scale(summary: dict[str, Any], scaled: dict[str, Any]) -> None:
+    """The first measured model's table-scale latency replaces its single measurement in
+    ``summary``, which keeps that and the scale under ``table_scale``."""
+    summary["table_scale"] = {"scale": scaled["scale"], "rounds": scaled["rounds"],
+                              "single_measurement_us": summary["measured_latency_us"],
+                              "pooled_us": scaled["measured_us"][0]}
+    summary["measured_latency_us"] = scaled["table_scale_us"][0]
 
 
 def _baseline_comparison(baseline_us: float, searched_us: float) -> dict[str, Any]:
@@ -631,10 +637,7 @@ def train_pipeline(arch_source: str, data: str, out: Optional[str], runs_dir: st
         summary["predicted_latency_us"] = table.predict(arch)
         scaled = _measure_on_table_scale([trained], table, space, target, scale_rounds, log)
         if scaled is not None:
-            summary["table_scale"] = {"scale": scaled["scale"], "rounds": scaled["rounds"],
-                                      "single_measurement_us": summary["measured_latency_us"],
-                                      "pooled_us": scaled["measured_us"][0]}
-            summary["measured_latency_us"] = scaled["table_scale_us"][0]
+            _put_on_table_scale(summary, scaled)
         summary["latency_error"] = summary["measured_latency_us"] / summary["predicted_latency_us"] - 1.0
     atomic_write_json(run.file("summary.json"), summary)
     run.unlock()
