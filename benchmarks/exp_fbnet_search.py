@@ -48,12 +48,16 @@ latency, timed together on the table's scale (``joint us``: the searched models'
 in it; ``base us``: the baseline's); it is the cheapest candidate at least as slow as
 ``joint us``.
 
-Results go to ``--out`` (default ``benchmarks/results/fbnet_search``): one run folder
-per search and per baseline training (named by the baseline's width and depth), one
-``<dataset>-row-w<weight>.json`` per finished row of Table 3, ``results.json`` (format
-``hwnas.experiment_fbnet`` v1) and the printed tables. The same command, run again on
-the same ``--out``, continues an interrupted experiment: finished rows are read back,
-interrupted searches and trainings resume from their last checkpoint.
+Results go to ``--out`` (default ``runs/fbnet_search`` under the current folder): one
+run folder per search and per baseline training (named by the baseline's width and
+depth), one ``<dataset>-row-w<weight>.json`` per finished row of Table 3,
+``results.json`` (format ``hwnas.experiment_fbnet`` v1) and ``experiment.json``, the
+settings. The same command, run again on the same ``--out``, continues an interrupted
+experiment: finished rows are read back, interrupted searches and trainings resume from
+their last checkpoint; other settings on it are refused (other ``--weights`` and parts
+may be added). The tables print to standard output only. Latency tables are cached as
+``hwnas search`` caches them (``--cache-dir``, default ``$HWNAS_CACHE_DIR`` or
+``~/.cache/hwnas``).
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ sys.path.insert(0, HERE)
 
 from common import machine_line  # noqa: E402
 
+from hwnas._argtypes import non_negative_int, positive_float, positive_int  # noqa: E402
 from hwnas._io import read_json  # noqa: E402
 from hwnas.data import load_dataset, prepare_splits, rest_split  # noqa: E402
 from hwnas.latency.table import LatencyTable  # noqa: E402
@@ -527,8 +532,10 @@ def part_b(args, dataset: str, resolution: int, out: str) -> dict[str, Any]:
 def parse_args(argv=None) -> argparse.Namespace:
     """The experiment's options, with ``seeds`` and ``weights`` as lists and the defaults resolved."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="reduced run: seed 0, 4 search epochs (1 warm-up), 6 train epochs, digits only")
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--quick", action="store_true",
+                        help="reduced run: the defaults become seed 0, 4 search epochs (1 warm-up), 6 train epochs, "
+                             "1 training per search seed, 8 part-B samples, no MNIST (options given still apply)")
+    parser.add_argument("--seeds", default=None, help="search seeds, comma-separated and distinct (default 0,1,2)")
     parser.add_argument("--objective", default="absolute", choices=("fbnet", "additive") + TARGET_OBJECTIVES,
                         help="part A's objective (default absolute: TuNAS's two-sided target, with which "
                              "every search spends its budget); hard_target and absolute take their targets "
@@ -536,33 +543,38 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--weights", default=None,
                         help="latency weights: fbnet beta / additive lambda (rising; default 0.3,2,8), or "
                              "hard_target/absolute targets as fractions of the reference (falling; default 1,0.7,0.4)")
-    parser.add_argument("--search-epochs", type=int, default=SearchConfig.epochs)
-    parser.add_argument("--warmup-epochs", type=int, default=SearchConfig.warmup_epochs)
-    parser.add_argument("--train-epochs", type=int, default=30,
+    parser.add_argument("--search-epochs", type=positive_int, default=None,
+                        help=f"search epochs (default {SearchConfig.epochs})")
+    parser.add_argument("--warmup-epochs", type=non_negative_int, default=None,
+                        help="epochs of weights only, below --search-epochs (default a third of them)")
+    parser.add_argument("--train-epochs", type=positive_int, default=None,
                         help="retraining epochs of searched models and baselines (default 30: with 12, the "
                              "deeper searched models were 0.5 points less accurate on digits)")
-    parser.add_argument("--retrain-seeds", type=int, default=3,
+    parser.add_argument("--retrain-seeds", type=positive_int, default=None,
                         help="part A: trainings per search seed of each searched model, and as many of the "
                              "baseline with the same seeds (default 3: 9 trainings a side over 3 search seeds; "
                              "with 1, one test image in 270 on digits decided the comparison)")
-    parser.add_argument("--samples", type=int, default=8)
-    parser.add_argument("--width", type=float, default=0.5, help="part A: width of the search space (default 0.5)")
-    parser.add_argument("--resolution", type=int, default=8, help="digits resolution (default 8, their own)")
-    parser.add_argument("--mnist-resolution", type=int, default=28,
+    parser.add_argument("--samples", type=positive_int, default=8,
+                        help="part A: architectures sampled from each search's final distribution (default 8)")
+    parser.add_argument("--width", type=positive_float, default=0.5, help="part A: width of the search space (default 0.5)")
+    parser.add_argument("--resolution", type=positive_int, default=8, help="digits resolution (default 8, their own)")
+    parser.add_argument("--mnist-resolution", type=positive_int, default=28,
                         help="MNIST resolution (default 28, its own; a search costs about (r/8)^2 digits searches per image)")
-    parser.add_argument("--calibrate", type=int, default=12)
-    parser.add_argument("--limit", type=int, default=None,
+    parser.add_argument("--calibrate", type=positive_int, default=12,
+                        help="calibration models of each latency table (default 12; the joint measurements time "
+                             "them again, so at least 2)")
+    parser.add_argument("--limit", type=positive_int, default=None,
                         help="use at most this many images of each data set (digits has 1797, the MNIST test set 10000)")
     parser.add_argument("--no-mnist", action="store_true")
     parser.add_argument("--no-digits", action="store_true", help="skip part A on digits (part B still uses digits)")
     parser.add_argument("--no-targets", action="store_true", help="skip part B (eager vs ONNX Runtime)")
-    parser.add_argument("--targets-resolution", type=int, default=16,
+    parser.add_argument("--targets-resolution", type=positive_int, default=16,
                         help="part B: digits resolution (default 16). At 8x8 both targets' costs are "
                              "mostly per-layer overheads; at 16x16 compute matters more, mostly on ONNX Runtime")
-    parser.add_argument("--targets-width", type=float, default=0.25,
+    parser.add_argument("--targets-width", type=positive_float, default=0.25,
                         help="part B: width of the search space (default 0.25; a search at 16x16 costs about "
                              "what one at 8x8 and width 0.5 does)")
-    parser.add_argument("--reference-depth", type=float, default=0.5,
+    parser.add_argument("--reference-depth", type=positive_float, default=0.5,
                         help="depth of the MobileNetV2-style reference whose predicted latency on each "
                              "target is that target's budget in part B, and the unit of part A's target "
                              "objectives (default 0.5; width: --width)")
@@ -576,22 +588,43 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "of its budget (SearchConfig.target_band; default 0.1; negative: off). Without it the "
                              "eager search picked, on validation losses a nat apart, a sample 29%% over its budget "
                              "that was then slower on eager than the ONNX Runtime model")
-    parser.add_argument("--targets-samples", type=int, default=32,
+    parser.add_argument("--targets-samples", type=positive_int, default=None,
                         help="part B: architectures sampled from each search's final distribution (default 32, "
                              "so that several lie within the band)")
     parser.add_argument("--budget-fraction", type=float, default=0.7,
                         help="part B: each target's latency target as a fraction of the reference's "
                              "predicted latency on it (default 0.7; at 1 the ONNX Runtime search ended with a "
                              "model as fast on ONNX Runtime as the eager one)")
-    parser.add_argument("--cache-dir", default=None)
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "fbnet_search"))
+    parser.add_argument("--cache-dir", default=None,
+                        help="latency-table cache (default $HWNAS_CACHE_DIR or ~/.cache/hwnas, as hwnas search)")
+    parser.add_argument("--out", default=os.path.join("runs", "fbnet_search"),
+                        help="results folder (default runs/fbnet_search); the same command on it continues, "
+                             "other settings on it are refused")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
+    # --quick changes the defaults only: an option given keeps its value.
+    quick = {"seeds": "0", "search_epochs": 4, "warmup_epochs": 1, "train_epochs": 6, "retrain_seeds": 1,
+             "targets_samples": 8}
+    full = {"seeds": "0,1,2", "search_epochs": SearchConfig.epochs, "train_epochs": 30, "retrain_seeds": 3,
+            "targets_samples": 32}  # warm-up: None, a third of the search epochs (SearchConfig)
+    for name, default in (quick if args.quick else full).items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    if args.quick:
+        args.no_mnist = True
     try:
         args.seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds must be distinct (a repeated seed repeats a search), got {args.seeds}")
+    if args.warmup_epochs is not None and args.warmup_epochs >= args.search_epochs:
+        parser.error(f"--warmup-epochs ({args.warmup_epochs}) must be below --search-epochs ({args.search_epochs}): "
+                     "the architecture is searched after the warm-up")
+    if args.calibrate < 2:
+        parser.error(f"--calibrate must be at least 2 (the joint measurements time the calibration models), "
+                     f"got {args.calibrate}")
     if args.weights is None:
         args.weights = "1,0.7,0.4" if args.objective in TARGET_OBJECTIVES else "0.3,2,8"
     try:
@@ -602,21 +635,46 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--weights must all be positive, got {args.weights}")
     if args.targets_band is not None and args.targets_band < 0:
         args.targets_band = None
-    if args.retrain_seeds < 1:
-        parser.error(f"--retrain-seeds must be at least 1, got {args.retrain_seeds}")
-    if args.targets_samples < 0:
-        parser.error(f"--targets-samples must be non-negative, got {args.targets_samples}")
     if not args.budget_fraction > 0:
         parser.error(f"--budget-fraction must be positive, got {args.budget_fraction}")
-    if args.quick:
-        args.seeds, args.search_epochs, args.warmup_epochs, args.train_epochs, args.no_mnist = [0], 4, 1, 6, True
-        args.retrain_seeds = 1
-        args.targets_samples = min(args.targets_samples, 8)
     return args
+
+
+SETTINGS_FORMAT = "hwnas.experiment_fbnet_settings"
+#: Options that change no result: which parts and weights run, where, and what is printed.
+#: Every other option is a setting of the results an --out folder holds.
+_NOT_SETTINGS = ("out", "quiet", "verbose", "quick", "no_digits", "no_mnist", "no_targets", "weights", "cache_dir")
+
+
+def check_out_settings(args: argparse.Namespace) -> None:
+    """Refuses an ``--out`` folder that holds results of other settings, and records the
+    settings in a new one (``experiment.json``).
+
+    Why: searches, trainings and rows are resumed or read back from ``--out`` by name
+    (data set, weight, seed), and a finished search returns its stored result whatever
+    the new command asks; without this, a rerun with another objective or epoch count
+    printed the old results as its own.
+    """
+    path = os.path.join(args.out, "experiment.json")
+    settings = {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_SETTINGS}
+    if os.path.isfile(path):
+        stored = read_json(path, SETTINGS_FORMAT)["settings"]
+        differences = [f"--{k.replace('_', '-')} {stored.get(k)!r} there, {settings.get(k)!r} now"
+                       for k in sorted(set(stored) | set(settings)) if stored.get(k) != settings.get(k)]
+        if differences:
+            raise SystemExit(f"exp_fbnet_search: {args.out} holds results of other settings ({'; '.join(differences)}); "
+                             "give another --out, or these settings to continue it")
+        return
+    if os.path.isdir(args.out) and os.listdir(args.out):
+        print(f"warning: {args.out} holds results from before settings were recorded; they are taken to be of "
+              "these settings", file=sys.stderr)
+    os.makedirs(args.out, exist_ok=True)
+    atomic_write_json(path, {"format": SETTINGS_FORMAT, "version": 1, "settings": settings})
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    check_out_settings(args)
     torch.set_num_threads(1)  # training threads (searches set it too): robust on a shared machine
     started = time.perf_counter()
     print(machine_line())

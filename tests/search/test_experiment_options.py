@@ -19,9 +19,35 @@ def test_part_b_has_its_own_width_and_resolution(experiment):
     assert experiment.parse_args(["--targets-width", "0.5"]).targets_width == 0.5
 
 
-def test_quick_overrides_the_scale(experiment):
-    args = experiment.parse_args(["--quick", "--seeds", "3,4"])
+def test_quick_changes_the_defaults_and_keeps_the_options_given(experiment):
+    args = experiment.parse_args(["--quick"])
     assert args.seeds == [0] and args.search_epochs == 4 and args.no_mnist and args.retrain_seeds == 1
+    # Before, --quick overrode these silently.
+    args = experiment.parse_args(["--quick", "--seeds", "3,4", "--train-epochs", "9", "--targets-samples", "20"])
+    assert args.seeds == [3, 4] and args.train_epochs == 9 and args.targets_samples == 20 and args.search_epochs == 4
+    full = experiment.parse_args([])
+    assert (full.seeds, full.search_epochs, full.warmup_epochs, full.train_epochs) == ([0, 1, 2], 30, None, 30)
+
+
+def test_an_out_folder_of_other_settings_is_refused(experiment, tmp_path, capsys):
+    out = str(tmp_path / "exp")
+    first = experiment.parse_args(["--out", out, "--objective", "absolute"])
+    experiment.check_out_settings(first)
+    # The same settings continue; other weights and parts are additions, not other settings.
+    experiment.check_out_settings(experiment.parse_args(["--out", out, "--weights", "0.5", "--no-targets"]))
+    for argv, named in ((["--objective", "fbnet"], "--objective 'absolute' there, 'fbnet' now"),
+                        (["--quick"], "--search-epochs 30 there, 4 now"),
+                        (["--limit", "300"], "--limit None there, 300 now")):
+        with pytest.raises(SystemExit) as info:
+            experiment.check_out_settings(experiment.parse_args(["--out", out, *argv]))
+        assert named in str(info.value) and "give another --out" in str(info.value)
+    # A folder of results from before settings were recorded: taken as they are, said so.
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "digits-row-w1.json").write_text("{}")
+    experiment.check_out_settings(experiment.parse_args(["--out", str(old)]))
+    assert "before settings were recorded" in capsys.readouterr().err
+    assert (old / "experiment.json").is_file()
 
 
 def test_training_seeds_start_with_the_search_seed_and_never_collide_across_search_seeds(experiment):
@@ -34,8 +60,10 @@ def test_training_seeds_start_with_the_search_seed_and_never_collide_across_sear
     assert len(set(flat)) == 9
 
 
-@pytest.mark.parametrize("argv", [["--weights", "1,x"], ["--weights", "1,0"], ["--seeds", "0,a"],
-                                  ["--budget-fraction", "0"], ["--retrain-seeds", "0"]])
+@pytest.mark.parametrize("argv", [["--weights", "1,x"], ["--weights", "1,0"], ["--seeds", "0,a"], ["--seeds", "0,0"],
+                                  ["--budget-fraction", "0"], ["--retrain-seeds", "0"], ["--train-epochs", "0"],
+                                  ["--limit", "0"], ["--width", "0"], ["--search-epochs", "0"], ["--samples", "0"],
+                                  ["--calibrate", "1"], ["--warmup-epochs", "30"], ["--resolution", "0"]])
 def test_bad_values_are_refused(experiment, argv, capsys):
     with pytest.raises(SystemExit) as info:
         experiment.parse_args(argv)
