@@ -140,3 +140,22 @@ def test_unknown_space_options_are_named():
     arch.space_options["width"] = "x"
     with pytest.raises(ValueError, match="space_options repeat 'width'"):
         space_for_architecture(arch)
+
+
+def test_an_architecture_of_another_shape_of_the_space_is_refused_not_built_in_this_shape():
+    from hwnas.spaces import build_model, get_space
+
+    plain = get_space("fbnet_small", resolution=8, width=0.25)
+    grey = get_space("fbnet_small", resolution=8, width=0.25, in_channels=1, num_classes=4)
+    arch = grey.sample(seed=0)
+    # Before, validate passed and the model took 3 input channels and 10 classes.
+    for check in (plain.validate, plain.build, lambda a: build_model(plain, a)):
+        with pytest.raises(ValueError, match=r"other input channels \(1 there, 3 here\)"):
+            check(arch)
+    assert build_model(None, arch).eval()(torch.randn(2, 1, 8, 8)).shape == (2, 4)  # its own shape
+    # The same shape written differently (a default given explicitly) is the same space.
+    explicit = get_space("fbnet_small", resolution=8, width=0.25, in_channels=3).sample(seed=0)
+    plain.validate(explicit)
+    narrowed = get_space("fbnet_small", resolution=8, width=0.25, choices=["k3_e1", "skip"]).sample(seed=0)
+    with pytest.raises(ValueError, match="other per-layer candidates"):
+        plain.validate(narrowed)

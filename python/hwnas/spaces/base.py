@@ -388,6 +388,10 @@ class SearchSpace:
                 allowed = layer.channel_choices or [layer.c_out]
                 if c not in allowed:
                     raise ValueError(f"layer {layer.index} (stage {layer.stage}): channel width {c!r} is not allowed; allowed: {allowed}")
+        problem = self._options_difference(arch)
+        if problem:
+            raise ValueError(f"architecture was made for space {arch.space!r} with options {dict(arch.space_options)}, "
+                             f"which give {problem}; this space has options {self.options}")
         # Blocks that cannot take the concrete shape (e.g. grouped convs on odd widths) fail here, not at build time.
         concrete = self._make_layers(arch.resolution, channels)
         for layer, choice in zip(concrete, arch.choices):
@@ -398,6 +402,33 @@ class SearchSpace:
                 )
             if spec.family in ("choice", "choicex") and layer.changes_shape and layer.c_out <= layer.c_in:
                 raise ValueError(f"layer {layer.index}: block {choice!r} cannot reduce channels {layer.c_in}->{layer.c_out}")
+
+    def _options_difference(self, arch: Architecture) -> str | None:
+        """What the architecture's ``space_options`` change in this space's shape (input
+        channels, classes, head, per-layer candidates and widths), or ``None``.
+
+        Why: a model built from this space would otherwise silently take this space's
+        shape (3 input channels, 10 classes) for an architecture searched with others.
+        """
+        def normalized(options: Any) -> str:
+            return json.dumps(dict(options), sort_keys=True, default=repr)
+
+        if normalized(arch.space_options) == normalized(self.options):
+            return None  # the usual case, and the only one for user spaces (they record none)
+        try:
+            theirs = get_space(arch.space, resolution=arch.resolution, width=arch.width, **dict(arch.space_options))
+        except (TypeError, ValueError) as exc:
+            return f"no space this one can be compared with ({exc})"
+        mine = self if arch.resolution == self.resolution else get_space(
+            self.name, resolution=arch.resolution, width=self.width, **self.options)
+        for what, a, b in (("input channels", theirs.in_channels, mine.in_channels),
+                           ("classes", theirs.num_classes, mine.num_classes),
+                           ("head channels", theirs.head_channels, mine.head_channels),
+                           ("per-layer candidates", [l.choices for l in theirs.layers], [l.choices for l in mine.layers]),
+                           ("per-layer widths", [l.c_out for l in theirs.layers], [l.c_out for l in mine.layers])):
+            if a != b:
+                return f"other {what} ({a} there, {b} here)"
+        return None  # the same shape, written differently (e.g. a default given explicitly)
 
     def make_arch(self, choices: Sequence[str] | str, *, resolution: int | None = None, channels: Sequence[int] | None = None) -> Architecture:
         """Makes (and validates) an architecture of this space.
