@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["as_integer"]
+__all__ = ["as_integer", "as_name_list"]
 
 
 def as_integer(what: str, value: Any) -> int:
@@ -17,3 +18,15 @@ def as_integer(what: str, value: Any) -> int:
     if isinstance(value, (bool, np.bool_)) or not hasattr(value, "__index__"):
         raise ValueError(f"{what} must be an integer, got {value!r}")
     return operator.index(value)
+
+
+def as_name_list(what: str, value: Any) -> list[str]:
+    """``value`` as a list of names: a sequence of strings. A single string is refused:
+    ``list("k3_e1")`` would be its letters, which then read as unknown block names."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ValueError(f"{what} must be a list of block names, got {value!r}")
+    names = list(value)
+    for name in names:
+        if not isinstance(name, str):
+            raise ValueError(f"{what} must be a list of block names, got {name!r} in {names!r}")
+    return names

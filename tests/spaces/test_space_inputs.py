@@ -159,3 +159,53 @@ def test_an_architecture_of_another_shape_of_the_space_is_refused_not_built_in_t
     narrowed = get_space("fbnet_small", resolution=8, width=0.25, choices=["k3_e1", "skip"]).sample(seed=0)
     with pytest.raises(ValueError, match="other per-layer candidates"):
         plain.validate(narrowed)
+
+
+def test_strings_where_lists_of_block_names_belong_are_refused():
+    from hwnas.spaces import Architecture
+
+    # list("k3_e1") is its letters: before, "unknown block name 'k'" or silently ['s', 'k', 'i', 'p'].
+    with pytest.raises(ValueError, match="choices must be a list of block names, got 'k3_e1'"):
+        get_space("fbnet_small", resolution=8, choices="k3_e1")
+    with pytest.raises(ValueError, match=r"layer_choices\[0\] must be a list of block names"):
+        get_space("hurricane", layer_choices=["mb_k3_e3"] * 20)
+    with pytest.raises(ValueError, match="got the string 'skip'"):
+        Architecture(space="fbnet_small", space_version=1, choices="skip", resolution=8, width=1.0)
+    space = get_space("fbnet_small", resolution=8)
+    with pytest.raises(ValueError, match=f"21 choices given; space 'fbnet_small' has {len(space.layers)} searchable"):
+        space.make_arch(["skip"] * 21)
+
+
+def test_block_names_must_read_back_from_strings_and_keys():
+    from hwnas.spaces import parse_block_name
+    from hwnas.spaces.blocks import register_block
+
+    with pytest.raises(ValueError, match="unknown block name"):
+        parse_block_name("k3_e1\n")  # a regex "$" let the newline through
+    for bad in ("my|blk", "my blk", "", "a\n"):
+        with pytest.raises(ValueError, match="block name must be letters, digits"):
+            register_block(bad, lambda c_in, c_out, stride: torch.nn.Identity())
+
+
+def test_what_a_space_could_not_build_is_refused_when_it_is_made():
+    from hwnas.spaces import SearchSpace, profile
+
+    def make(stem, stage):
+        return SearchSpace(name="u", resolution=8, in_channels=1, num_classes=3, width=1.0, stem=stem,
+                           stages=[stage], head={"out_channels": 32})
+
+    plain = {"out_channels": 16, "layers": 1, "choices": ["k3_e1"]}
+    with pytest.raises(ValueError, match="stem kernel must be odd, got 4"):
+        make({"out_channels": 16, "kernel": 4, "stride": 1}, plain)
+    with pytest.raises(ValueError, match="stem: unknown activation 'gelu'"):
+        make({"out_channels": 16, "kernel": 3, "stride": 1, "activation": "gelu"}, plain)
+    odd = make({"out_channels": 15, "kernel": 3, "stride": 1}, {"out_channels": 15, "layers": 1, "choices": ["choice_k3", "skip"]})
+    with pytest.raises(ValueError, match="block 'choice_k3' needs even channel counts, got 15->15"):
+        odd.make_arch(["choice_k3"])
+    with pytest.raises(ValueError, match="channel_multipliers must be positive finite numbers"):
+        get_space("fbnetv2", channel_multipliers=[0.0])
+    conv = torch.nn.Conv2d(1, 2, 3)
+    for shape in ((8, 8), (1, 8.5, 8)):
+        with pytest.raises(ValueError, match="input_shape must be"):
+            profile(conv, shape)
+    assert profile(conv, (1, 8, 8)).macs == 2 * 9 * 6 * 6  # 2 filters x 9 taps x 6x6 outputs

@@ -74,6 +74,11 @@ class Architecture:
     extras: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if isinstance(self.choices, (str, bytes)):
+            # list("skip") would be four one-letter blocks; the compact string form is
+            # read by SearchSpace.make_arch.
+            raise ValueError(f"architecture choices must be a list of block names, got the string {self.choices!r} "
+                             "(for the compact form use space.make_arch)")
         self.choices = [str(c) for c in self.choices]
         if not isinstance(self.resolution, int) or isinstance(self.resolution, bool) or self.resolution < 1:
             if isinstance(self.resolution, float) and self.resolution.is_integer() and self.resolution >= 1:

@@ -44,11 +44,12 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from torch import nn
 
+from hwnas._checks import as_name_list
 from hwnas._io import atomic_write_text, check_format, dumps, read_text
 from .architecture import Architecture, parse_compact
 from .blocks import build_block, parse_block_name
 from .builder import ClassifierHead, SpaceNet
-from .primitives import ConvBNAct, scale_channels
+from .primitives import ConvBNAct, make_activation, scale_channels
 
 __all__ = [
     "LayerSpec",
@@ -194,8 +195,11 @@ class SearchSpace:
             "out_channels": _positive_int("stem out_channels", stem.get("out_channels", 16)),
             "kernel": _positive_int("stem kernel", stem.get("kernel", 3)),
             "stride": _positive_int("stem stride", stem.get("stride", 2)),
-            "activation": stem.get("activation", "relu"),
+            "activation": _activation_name(f"space {self.name!r} stem", stem.get("activation", "relu")),
         }
+        if self.stem_spec["kernel"] % 2 == 0:
+            # The stem pads by kernel // 2 ('same' size): an even kernel cannot be built.
+            raise ValueError(f"space {self.name!r} stem kernel must be odd, got {self.stem_spec['kernel']}")
         head = dict(head or {})
         _check_keys(f"space {self.name!r} head", head, _HEAD_KEYS)
         head_channels = head.get("out_channels", 1984)
@@ -209,7 +213,7 @@ class SearchSpace:
             raise ValueError(f"head dropout must be a number in [0, 1), got {dropout!r}")
         self.head_spec = {
             "out_channels": head_channels,
-            "activation": head.get("activation", "relu"),
+            "activation": _activation_name(f"space {self.name!r} head", head.get("activation", "relu")),
             "shrink_with_width": shrink,
             "dropout": float(dropout),
         }
@@ -236,9 +240,12 @@ class SearchSpace:
         if ("choices" in stage) == ("layer_choices" in stage):
             raise ValueError(f"{where}: give exactly one of 'choices' (all layers) or 'layer_choices' (per layer)")
         if "choices" in stage:
-            layer_choices = [list(stage["choices"]) for _ in range(num_layers)]
+            layer_choices = [as_name_list(f"{where} choices", stage["choices"]) for _ in range(num_layers)]
         else:
-            layer_choices = [list(c) for c in stage["layer_choices"]]
+            given = stage["layer_choices"]
+            if isinstance(given, (str, bytes)) or not isinstance(given, Sequence):
+                raise ValueError(f"{where}: layer_choices must be one list of block names per layer, got {given!r}")
+            layer_choices = [as_name_list(f"{where} layer_choices[{j}]", c) for j, c in enumerate(given)]
             if len(layer_choices) != num_layers:
                 raise ValueError(f"{where}: layer_choices has {len(layer_choices)} lists for {num_layers} layers")
         for j, names in enumerate(layer_choices):
@@ -400,6 +407,10 @@ class SearchSpace:
                 raise ValueError(
                     f"layer {layer.index}: block {choice!r} needs channels divisible by {spec.groups}, got {layer.c_in}->{layer.c_out}"
                 )
+            if spec.family in ("choice", "choicex") and (layer.c_in % 2 or layer.c_out % 2):
+                # ShuffleNetV2 units split the channels in two halves.
+                raise ValueError(f"layer {layer.index}: block {choice!r} needs even channel counts, got "
+                                 f"{layer.c_in}->{layer.c_out}")
             if spec.family in ("choice", "choicex") and layer.changes_shape and layer.c_out <= layer.c_in:
                 raise ValueError(f"layer {layer.index}: block {choice!r} cannot reduce channels {layer.c_in}->{layer.c_out}")
 
@@ -447,6 +458,9 @@ class SearchSpace:
             if len(lengths) > 1 and lengths != self.stage_lengths:
                 raise ValueError(f"architecture string has stages of {lengths} layers; space {self.name!r} has {self.stage_lengths}")
             choices = names
+        choices = as_name_list("choices", choices)
+        if len(choices) != len(self.layers):
+            raise ValueError(f"{len(choices)} choices given; space {self.name!r} has {len(self.layers)} searchable layers")
         extras: dict[str, Any] = {}
         if channels is not None:
             extras["channels"] = [int(c) for c in channels]
@@ -665,6 +679,16 @@ def register_space(name: str, factory: Callable[..., SearchSpace] | None = None,
 def list_spaces() -> list[str]:
     """Registered space names."""
     return sorted(_SPACE_FACTORIES)
+
+
+def _activation_name(where: str, name: Any) -> Any:
+    """``name`` if it is an activation the builder knows (checked when the space is made,
+    not when its first model is built)."""
+    try:
+        make_activation(name)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    return name
 
 
 def get_space(name: str, **kwargs: Any) -> SearchSpace:

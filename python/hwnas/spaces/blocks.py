@@ -285,7 +285,7 @@ def parse_block_name(name: str) -> BlockSpec:
     if name in _CUSTOM_SPECS:
         return _CUSTOM_SPECS[name]
     for family, pattern in _NAME_PATTERNS:
-        match = pattern.match(name)
+        match = pattern.fullmatch(name)  # match() with "$" took "k3_e1\n"
         if match is None:
             continue
         groups = match.groupdict()
@@ -349,6 +349,9 @@ MOBILENET_V2_BLOCK = "mb_k3_e6"
 BLOCK_REGISTRY: dict[str, BlockConstructor] = {name: _builtin(name) for name in FBNET_BLOCKS + HURRICANE_BLOCKS}
 
 
+_REGISTRABLE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
 def register_block(name: str, constructor: BlockConstructor, spec: BlockSpec | None = None, overwrite: bool = False) -> None:
     """Adds a named block.
 
@@ -359,9 +362,13 @@ def register_block(name: str, constructor: BlockConstructor, spec: BlockSpec | N
             defaults to family ``"custom"``.
         overwrite: Allow replacing an existing registration.
     """
+    if not isinstance(name, str) or not _REGISTRABLE_NAME.fullmatch(name):
+        # Names are written in the compact architecture string ("a b | c") and in table
+        # keys ("block|c_in|..."): a space, a bar or an empty name would not read back.
+        raise ValueError(f"block name must be letters, digits, '_', '-' or '.', got {name!r}")
     if name in BLOCK_REGISTRY and not overwrite:
         raise ValueError(f"block {name!r} is already registered; pass overwrite=True to replace it")
-    if not overwrite and any(p.match(name) for _, p in _NAME_PATTERNS):
+    if not overwrite and any(p.fullmatch(name) for _, p in _NAME_PATTERNS):
         raise ValueError(f"block name {name!r} collides with a built-in name pattern")
     BLOCK_REGISTRY[name] = constructor
     _CUSTOM_SPECS[name] = spec if spec is not None else BlockSpec(name, "custom")

@@ -28,7 +28,10 @@ Width multiplier: every channel count (stem, stages, head) becomes
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
+
+from hwnas._checks import as_name_list
 
 from .base import SearchSpace, register_space
 from .blocks import FBNET_BLOCKS
@@ -89,7 +92,7 @@ def _fbnet_like(
         raise ValueError(f"stage_strides needs {len(FBNET_STAGES)} entries (one per stage), got {list(stage_strides)}")
     stages = []
     for i, ((c_out, n, _), stride) in enumerate(zip(FBNET_STAGES, stage_strides)):
-        stage: dict[str, Any] = {"out_channels": c_out, "layers": n, "first_stride": int(stride), "choices": list(choices)}
+        stage: dict[str, Any] = {"out_channels": c_out, "layers": n, "first_stride": int(stride), "choices": as_name_list("choices", choices)}
         if channel_choices is not None:
             stage["channel_choices"] = list(channel_choices[i])
         stages.append(stage)
@@ -137,7 +140,7 @@ def fbnet_space(
     defaults = dict(in_channels=3, num_classes=1000, head_channels=1984, stem_stride=2,
                     stage_strides=[s for _, _, s in FBNET_STAGES], choices=list(FBNET_BLOCKS), dropout=0.0)
     given = dict(in_channels=in_channels, num_classes=num_classes, head_channels=head_channels, stem_stride=stem_stride,
-                 stage_strides=list(stage_strides), choices=list(choices), dropout=dropout)
+                 stage_strides=list(stage_strides), choices=as_name_list("choices", choices), dropout=dropout)
     return _fbnet_like(
         "fbnet", resolution=resolution, width=width, in_channels=in_channels, num_classes=num_classes,
         head_channels=head_channels, stem_stride=stem_stride, stage_strides=stage_strides, choices=choices,
@@ -166,7 +169,7 @@ def fbnet_small_space(
     """
     defaults = dict(in_channels=3, num_classes=10, head_channels=1984, choices=list(FBNET_BLOCKS), dropout=0.0)
     given = dict(in_channels=in_channels, num_classes=num_classes, head_channels=head_channels,
-                 choices=list(choices), dropout=dropout)
+                 choices=as_name_list("choices", choices), dropout=dropout)
     return _fbnet_like(
         "fbnet_small", resolution=resolution, width=width, in_channels=in_channels, num_classes=num_classes,
         head_channels=head_channels, stem_stride=1, stage_strides=FBNET_SMALL_STAGE_STRIDES, choices=choices,
@@ -211,8 +214,13 @@ def fbnetv2_space(
 
     defaults = dict(in_channels=3, num_classes=1000, head_channels=1984, choices=list(FBNETV2_BLOCKS),
                     channel_multipliers=list(FBNETV2_CHANNEL_MULTIPLIERS), resolution_choices=list(FBNETV2_RESOLUTIONS), dropout=0.0)
-    given = dict(in_channels=in_channels, num_classes=num_classes, head_channels=head_channels, choices=list(choices),
+    given = dict(in_channels=in_channels, num_classes=num_classes, head_channels=head_channels, choices=as_name_list("choices", choices),
                  channel_multipliers=list(channel_multipliers), resolution_choices=list(resolution_choices), dropout=dropout)
+    if isinstance(channel_multipliers, (str, bytes)) or not all(
+            isinstance(m, (int, float)) and not isinstance(m, bool) and math.isfinite(m) and m > 0
+            for m in channel_multipliers):
+        # make_divisible would turn 0 into 8 channels, and NaN fails deep inside it.
+        raise ValueError(f"channel_multipliers must be positive finite numbers, got {channel_multipliers!r}")
     channel_choices = [sorted({make_divisible(c * m, 8) for m in channel_multipliers}) for c, _, _ in FBNET_STAGES]
     return _fbnet_like(
         "fbnetv2", resolution=resolution, width=width, in_channels=in_channels, num_classes=num_classes,
@@ -256,13 +264,13 @@ def mobilenet_v2_space(
     ``choices``. MobileNetV2-1.0 itself is ``mb_k3_e1`` then ``mb_k3_e6`` everywhere.
     """
     defaults = dict(in_channels=3, num_classes=1000, choices=list(MOBILENET_V2_CHOICES), dropout=0.2)
-    given = dict(in_channels=in_channels, num_classes=num_classes, choices=list(choices), dropout=dropout)
+    given = dict(in_channels=in_channels, num_classes=num_classes, choices=as_name_list("choices", choices), dropout=dropout)
     stages = []
     for i, (_, c, n, s) in enumerate(MOBILENET_V2_STAGES):
         if i == 0:
             stages.append({"out_channels": c, "layers": n, "first_stride": s, "choices": ["mb_k3_e1"]})
         else:
-            stages.append({"out_channels": c, "layers": n, "first_stride": s, "choices": list(choices)})
+            stages.append({"out_channels": c, "layers": n, "first_stride": s, "choices": as_name_list("choices", choices)})
     return SearchSpace(
         "mobilenet_v2",
         stages,

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from hwnas._checks import as_integer
 from hwnas._io import atomic_write_text, dumps
 
 __all__ = ["LayerProfile", "Profile", "profile", "PROFILE_FORMAT", "PROFILE_FORMAT_VERSION"]
@@ -183,10 +184,13 @@ def profile(model: nn.Module, input_shape: Sequence[int], dtype: torch.dtype = t
 
 
 def _profile_once(model: nn.Module, input_shape: Sequence[int], dtype: torch.dtype) -> Profile:
-    shape = tuple(int(s) for s in input_shape)
+    try:
+        shape = tuple(as_integer("input_shape", s) for s in input_shape)  # 8.5 is a mistake, not 8
+    except (TypeError, ValueError):
+        shape = ()
     if len(shape) == 3:
         shape = (1,) + shape
-    if len(shape) < 2 or any(s < 1 for s in shape):
+    if len(shape) != 4 or any(s < 1 for s in shape):
         raise ValueError(f"input_shape must be (C, H, W) or (N, C, H, W) with positive sizes, got {tuple(input_shape)}")
     first = next(model.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")

@@ -22,6 +22,8 @@ import math
 import numbers
 from typing import Any, Callable, Sequence
 
+from hwnas._checks import as_name_list
+
 from .base import LayerSpec, SearchSpace, register_space
 from .blocks import HURRICANE_BLOCKS, SPOS_BLOCKS, build_block
 
@@ -77,7 +79,9 @@ def hurricane_space(
     if layer_choices is None:
         layer_choices = [list(HURRICANE_BLOCKS)] * NUM_SPOS_LAYERS
     else:
-        layer_choices = [list(c) for c in layer_choices]
+        if isinstance(layer_choices, (str, bytes)):
+            raise ValueError(f"layer_choices must be one list of block names per layer, got {layer_choices!r}")
+        layer_choices = [as_name_list(f"layer_choices[{i}]", c) for i, c in enumerate(layer_choices)]
         options["layer_choices"] = layer_choices
     return _spos_like("hurricane", layer_choices, resolution, width, in_channels, num_classes,
                       "HURRICANE operator pool on the SPOS backbone", options)
