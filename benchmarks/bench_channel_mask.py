@@ -9,14 +9,25 @@ with respect to x and the gates:
 
 Targets: fused >= 2x faster than eager best; bytes saved for backward <= 1/K of naive.
 
-Two regimes. The first four cases are memory-bound (each tensor is MBs): fused reads 3
-and writes 2 tensor-sized streams (forward x -> out; backward grad, x -> grad_x), eager
-best reads 5 and writes 3 (a full-size ``grad * x`` temporary for the gate gradient);
-with write-allocate a write costs a read too, so the ceiling of fused over eager best
-is (5 + 2*3) / (3 + 2*2) = 11/7 = 1.57x. The last cases are the channel-search shapes
-of a search on small images (``hwnas search`` on digits: batch 64, 8x8 down to 2x2
-maps), where the tensors sit in cache and eager's extra operator calls and
-temporaries dominate.
+Two regimes. The first four cases are large (each tensor is MBs). Counted in
+tensor-sized streams, fused reads 3 and writes 2 (forward x -> out; backward grad,
+x -> grad_x, with the dot products of every gate gradient in the same pass) and eager
+best reads 5 and writes 3 (a full-size ``grad * x`` temporary and a reduction over it
+for the gate gradient): with write-allocate (a write costs a read too) fused moves
+11/7 = 1.57x fewer bytes. That bounds the ratio only where both sides run at the
+memory bandwidth, and bytes are not all the cost here: eager makes four full-size
+passes (the forward product, ``grad * m``, ``grad * x`` and its reduction) where fused
+makes two, and each of its three fresh full-size results per step may cost page
+faults, since with results this large the allocator gives the freed memory back to
+the OS and the next step faults it in again, zeroed (at 1 thread on a 2-core AMD EPYC
+VM: about 600 minor page faults per eager step at [32,64,28,28] and 1,900 at
+[32,32,56,56], none per fused step). So the printed ratios can be well above 1.57x
+(1.4x to 4.0x for these four cases in one run at the default 1 thread). The last
+cases are the channel-search shapes of a search on small images (``hwnas search`` on
+digits: batch 64, 8x8 down to 2x2 maps), where the tensors sit in cache and eager's
+extra operator calls and temporaries dominate.
+
+Speed-ups are ratios of the median times printed beside them (eager / fused).
 
 Run: ``python benchmarks/bench_channel_mask.py [--rounds 15] [--threads 1]``.
 """
@@ -31,9 +42,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fmt_bytes, fmt_ms, machine_line, median_ratio, saved_bytes, time_rounds  # noqa: E402
+from common import (  # noqa: E402
+    fmt_bytes, fmt_ms, machine_line, non_negative_float, ratio_of_medians, saved_bytes, time_rounds)
 
-from hwnas._argtypes import thread_count  # noqa: E402
+from hwnas._argtypes import positive_int, thread_count  # noqa: E402
 from hwnas.layers.reference import prefix_mask_matrix  # noqa: E402
 from hwnas.ops import channel_mask  # noqa: E402
 
@@ -79,11 +91,11 @@ def step(form, x, g, grad_out):
     return run
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=positive_int, default=15, help="alternating timing rounds (default 15)")
     parser.add_argument(
-        "--min-round-ms", type=float, default=20.0,
+        "--min-round-ms", type=non_negative_float, default=20.0,
         help="each round repeats a contender's step for at least this long (default 20 ms), "
         "so that the sub-millisecond cases are timed in a steady state, not one cold call",
     )
@@ -92,7 +104,11 @@ def main() -> None:
         help="intra-op threads (default 1: on a shared machine a preempted worker thread "
         "stalls every parallel op for a scheduler tick, which swamps the comparison)",
     )
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(machine_line())
@@ -122,8 +138,8 @@ def main() -> None:
         med = {n: statistics.median(t) for n, t in times.items()}
         print(
             f"{name:<24} {fmt_ms(med['fused'])} {fmt_ms(med['eager best'])} {fmt_ms(med['eager naive'])} "
-            f"{median_ratio(times['eager best'], times['fused']):7.2f}x "
-            f"{median_ratio(times['eager naive'], times['fused']):8.2f}x "
+            f"{ratio_of_medians(times['eager best'], times['fused']):7.2f}x "
+            f"{ratio_of_medians(times['eager naive'], times['fused']):8.2f}x "
             f"{fmt_bytes(saved['fused']):>12} {fmt_bytes(saved['eager best']):>12} "
             f"{fmt_bytes(saved['eager naive']):>12} {saved['fused'] / saved['eager naive']:11.3f} "
             f"{1 / len(widths):6.3f}"

@@ -12,7 +12,8 @@ Part 1 times every distinct depthwise convolution of the FBNet supernet of
 per-shape ratio and the ratio of the totals weighted by how often each shape occurs in
 the supernet. Part 2 times one whole soft-Gumbel supernet weight step (forward,
 backward, SGD) with the candidates' depthwise convolutions native and with them as
-``nn.Conv2d``: the speed-up a search gets.
+``nn.Conv2d``: the speed-up a search gets. Speed-ups are ratios of the median times
+printed beside them.
 
 Run: ``python benchmarks/bench_depthwise_conv.py [--rounds 7] [--batch 64] [--width 0.5]``.
 """
@@ -29,9 +30,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fmt_ms, machine_line, median_ratio, time_rounds  # noqa: E402
+from common import fmt_ms, machine_line, ratio_of_medians, time_rounds  # noqa: E402
 
-from hwnas._argtypes import thread_count  # noqa: E402
+from hwnas._argtypes import positive_float, positive_int, thread_count  # noqa: E402
 from hwnas.layers.depthwise import is_depthwise  # noqa: E402
 from hwnas.ops import depthwise_conv2d  # noqa: E402
 from hwnas.search.supernet import Supernet  # noqa: E402
@@ -96,17 +97,26 @@ def supernet_step(space, batch: int, native: bool):
     return step
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, object]:
+    """The options and the ``fbnet_small`` space they describe (argparse errors for bad ones)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--width", type=float, default=0.5)
-    parser.add_argument("--resolution", type=int, default=8)
+    parser.add_argument("--rounds", type=positive_int, default=7, help="alternating timing rounds (default 7)")
+    parser.add_argument("--batch", type=positive_int, default=64, help="batch size (default 64)")
+    parser.add_argument("--width", type=positive_float, default=0.5, help="width multiplier of fbnet_small (default 0.5)")
+    parser.add_argument("--resolution", type=positive_int, default=8, help="input side length (default 8)")
     parser.add_argument("--threads", type=thread_count, default=1, help="intra-op threads (1 is stable on a shared machine)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    try:
+        space = get_space("fbnet_small", resolution=args.resolution, width=args.width, in_channels=1, num_classes=10)
+    except ValueError as exc:
+        parser.error(f"--resolution {args.resolution} --width {args.width:g}: {exc}")
+    return args, space
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, space = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    space = get_space("fbnet_small", resolution=args.resolution, width=args.width, in_channels=1, num_classes=10)
     shapes = depthwise_shapes(space)
 
     print(machine_line())
@@ -124,7 +134,7 @@ def main() -> None:
         for name in total:
             total[name] += count * med[name]
         print(f"{channels:>5} {size:>2}x{size:<2} {kernel:>3} {stride:>3} {count:>6} {fmt_ms(med['torch']):>10} "
-              f"{fmt_ms(med['native']):>10} {median_ratio(times['torch'], times['native']):>8.2f}x")
+              f"{fmt_ms(med['native']):>10} {ratio_of_medians(times['torch'], times['native']):>8.2f}x")
     print(f"all {sum(shapes.values())} depthwise convs of one step: torch {total['torch'] * 1e3:.1f} ms, native "
           f"{total['native'] * 1e3:.1f} ms: {total['torch'] / total['native']:.2f}x")
 
@@ -135,7 +145,7 @@ def main() -> None:
     print(f"supernet weight step (soft Gumbel, batch {args.batch}, forward + backward + SGD): "
           f"nn.Conv2d {fmt_ms(med['nn.Conv2d depthwise']).strip()} ms, native "
           f"{fmt_ms(med['native depthwise']).strip()} ms: "
-          f"{median_ratio(times['nn.Conv2d depthwise'], times['native depthwise']):.2f}x faster")
+          f"{ratio_of_medians(times['nn.Conv2d depthwise'], times['native depthwise']):.2f}x faster")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_latency_acceptance.py --out runs/latency_acceptance [--resolution 64]
-        [--archs 30] [--calibration 40] [--clock thread_cpu] [--targets eager onnxruntime]
+        [--archs 30] [--calibration 40] [--clock thread_cpu] [--targets eager onnxruntime] [--restart]
 
 Prints (and writes to ``<out>/acceptance.txt``):
 
@@ -14,13 +14,18 @@ Prints (and writes to ``<out>/acceptance.txt``):
 3. a Figure-5-like table of blocks that the two targets rank differently;
 4. held-out error of the learned block predictors fitted on the eager table.
 
-Tables and reports (JSON) and predicted-versus-measured plots (PNG) go to ``--out``;
-tables are resumed if present, so an interrupted run continues.
+Tables and reports (JSON) and predicted-versus-measured plots (PNG) go to ``--out``.
+A table found there is continued, with the drift reference and baseline it was started
+with (stored in the table before its first measurement), so an interrupted run
+continues where it stopped when run again with the same options; ``--restart`` builds
+the tables again from scratch. Every option, and whether the tables found can be
+continued with it, is checked before anything is measured or any folder is made.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -29,6 +34,7 @@ from dataclasses import replace
 
 import torch
 
+from hwnas._argtypes import positive_int
 from hwnas.latency import (
     DEFAULT_MODEL_TIMING,
     DEFAULT_TABLE_TIMING,
@@ -39,6 +45,7 @@ from hwnas.latency import (
     build_table,
     get_target,
     harness_overhead,
+    list_targets,
     machine_line,
     measure_architectures,
     python_call_overhead,
@@ -48,8 +55,10 @@ from hwnas.latency import (
     time_module,
     validate_table,
 )
+from hwnas.latency.build import check_overwritable
+from hwnas.latency.drift import drift_corrected_target
 from hwnas.latency.harness import clock_pair_cost_ns
-from hwnas.spaces import get_space
+from hwnas.spaces import get_space, list_spaces
 
 LINES: list[str] = []
 
@@ -158,21 +167,123 @@ def _l2_bytes() -> int:
     return size if size and size > 0 else 512 * 1024
 
 
-def main(argv: list[str] | None = None) -> int:
+def _flush_mb(text: str) -> float:
+    """``--flush-mb``: MiB from 0 up to half the machine's memory (where the OS says)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of MiB, got {text!r}") from None
+    try:
+        cap = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / (1 << 20) / 2
+    except (ValueError, OSError, AttributeError):
+        cap = math.inf
+    if not (math.isfinite(value) and 0 <= value <= cap):
+        limit = "" if cap == math.inf else f" up to {cap:.0f} (half of this machine's memory)"
+        raise argparse.ArgumentTypeError(f"must be a number of MiB from 0{limit}, got {text}")
+    return value
+
+
+def _archs(text: str) -> int:
+    """``--archs``: the two models an error metric needs, at least."""
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 (error metrics and rank correlations compare "
+                                         f"models), got {value}")
+    return value
+
+
+def _calibration(text: str) -> int:
+    """``--calibration``: 0 (no correction) or enough models for a two-parameter fit."""
+    value = int(text)
+    if value < 0 or value == 1:
+        raise argparse.ArgumentTypeError(f"must be 0 (no corrections) or at least 2 (the corrections have two "
+                                         f"parameters), got {value}")
+    return value
+
+
+def _refine_strength(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, e.g. 0.03 (negative: skip), got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, e.g. 0.03 (negative: skip), got {text}")
+    return value
+
+
+def table_path(args: argparse.Namespace, target: str) -> str:
+    return os.path.join(args.out, f"table_{args.space}{args.resolution}_{target}.json")
+
+
+def resume_problem(path: str, space, target_name: str, clock: str, drift_correction: bool,
+                   reference_key: str) -> str | None:
+    """Why this run cannot continue the table at ``path`` (``None``: it can, or there is none).
+
+    The checks of :func:`hwnas.latency.build_table`, made before anything is measured and
+    worded with this script's options.
+    """
+    if not os.path.exists(path):
+        return None
+    if os.path.isdir(path):
+        return f"{path} is a folder where this run writes a table; move it away or give another --out"
+    try:
+        check_overwritable(path)
+    except ValueError as exc:
+        return str(exc)
+    try:
+        existing = LatencyTable.load(path)
+    except ValueError as exc:
+        return f"{path} cannot be continued: {exc}; build it again with --restart"
+    fresh = LatencyTable.for_space(space, get_target(target_name, threads=1, batch=1).fingerprint())
+    try:
+        fresh.check_compatible(existing)
+    except ValueError as exc:
+        return (f"{path} cannot be continued by this run: {exc}. This script does not mix tables: build it "
+                "again with --restart, or give another --out")
+    if not existing.entries and existing.call_overhead is None:
+        return None  # nothing measured yet: any setting may start it
+    old_clock = existing.timing_clock()
+    if old_clock != clock:
+        return (f"{path}: its entries were timed with the {old_clock} clock, this run would time with {clock}; "
+                f"entries of two clocks do not add up. Continue it with --clock {old_clock}, or build it again "
+                "with --restart")
+    stored = existing.notes.get("drift_correction")
+    if stored and not drift_correction:
+        return (f"{path}: it was built with drift correction (entries scaled to the speed of its reference model), "
+                "this run would measure without; continue it without --no-drift-correction, or build it again "
+                "with --restart")
+    if drift_correction and not stored:
+        return (f"{path}: it was built without drift correction, this run would scale its measurements to a drift "
+                "reference; continue it with --no-drift-correction, or build it again with --restart")
+    if stored and stored.get("reference") not in (None, reference_key):
+        return (f"{path}: its drift reference is another architecture ({stored.get('reference')}) than this "
+                f"version of the space gives ({reference_key}); build it again with --restart")
+    return None
+
+
+def parse_args(argv: list[str] | None = None):
+    """The options and the space they name; every problem is an argparse error, found
+    before anything is measured or any folder is made."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/latency_acceptance")
-    parser.add_argument("--space", default="fbnet")
-    parser.add_argument("--resolution", type=int, default=64)
-    parser.add_argument("--archs", type=int, default=30)
-    parser.add_argument("--calibration", type=int, default=40,
-                        help="calibration architectures for the corrections (default 40: with 10, the ONNX Runtime "
+    parser.add_argument("--out", default="runs/latency_acceptance",
+                        help="folder of the tables, reports, plots and acceptance.txt (default runs/latency_acceptance)")
+    parser.add_argument("--space", default="fbnet", choices=list_spaces(), help="registered search space (default fbnet)")
+    parser.add_argument("--resolution", type=positive_int, default=64, help="input side length (default 64)")
+    parser.add_argument("--archs", type=_archs, default=30, help="validation architectures, at least 2 (default 30)")
+    parser.add_argument("--calibration", type=_calibration, default=40,
+                        help="calibration architectures for the corrections: 0 (none, and no refined table: it "
+                             "needs --refine-strength -1) or at least 2 (default 40: with 10, the ONNX Runtime "
                              "affine fit missed MAPE 5%% in three runs, 6.5-7.4%%; with 40 it gave 4.5%%)")
-    parser.add_argument("--clock", choices=("steady", "thread_cpu"), default="thread_cpu")
-    parser.add_argument("--targets", nargs="+", default=["eager", "onnxruntime"])
-    parser.add_argument("--skip-harness", action="store_true")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="interleaved rounds of whole-model measurement (pooled samples)")
-    parser.add_argument("--flush-mb", type=float, default=None,
+    parser.add_argument("--clock", choices=("steady", "thread_cpu"), default="thread_cpu",
+                        help="clock of every measurement (default thread_cpu); a table is continued only with "
+                             "the clock it was started with")
+    parser.add_argument("--targets", nargs="+", default=["eager", "onnxruntime"], choices=list_targets(),
+                        help="targets to build and validate tables for (default eager onnxruntime; section 3 "
+                             "needs both)")
+    parser.add_argument("--skip-harness", action="store_true", help="leave out section 1")
+    parser.add_argument("--rounds", type=positive_int, default=3,
+                        help="interleaved rounds of whole-model measurement (pooled samples; default 3)")
+    parser.add_argument("--flush-mb", type=_flush_mb, default=None,
                         help="MiB written between block samples (0: none; default twice the per-core L2, 1 MiB "
                              "when the OS does not say). Inside a whole model a block finds its weights evicted "
                              "from L2 by the other blocks, but still in L3 (the model runs in a loop); a "
@@ -180,21 +291,57 @@ def main(argv: list[str] | None = None) -> int:
                              "alone. On a 2-core AMD EPYC VM (512 KiB L2) 1 MiB gave table MAPE 2.5%%, tau 0.945; "
                              "on a Sapphire Rapids VM 8 MiB, which also pushed weights out of L3, gave 5.2%%, 0.844.")
     parser.add_argument("--no-drift-correction", action="store_true",
-                        help="time without the reference model that cancels machine-speed drift")
-    parser.add_argument("--refine-strength", type=float, default=0.03,
+                        help="time without the reference model that cancels machine-speed drift; a table is "
+                             "continued only with the setting it was started with")
+    parser.add_argument("--restart", action="store_true",
+                        help="build the tables again from scratch, replacing those at --out (without it, tables "
+                             "found there are continued)")
+    parser.add_argument("--refine-strength", type=_refine_strength, default=0.03,
                         help="also judge the table refined on the calibration models (refine_table_from_models) "
-                             "with this strength; negative: skip. Use with --calibration of a few dozen")
+                             "with this strength (default 0.03); negative: skip. Needs --calibration of 2 or "
+                             "more (a few dozen for a useful refinement)")
     parser.add_argument("--repeat-check", action="store_true",
                         help="measure the validation models a second time and report how well two measurements "
                              "of the same models agree (the resolution of the measurement itself)")
     args = parser.parse_args(argv)
     if args.refine_strength < 0:
         args.refine_strength = None
+    if args.refine_strength is not None and args.calibration == 0:
+        parser.error(f"--refine-strength {args.refine_strength:g} (default 0.03) refines the table on the "
+                     "calibration models, and --calibration 0 leaves none: add --refine-strength -1 to skip the "
+                     "refined table, or give --calibration 2 or more")
+    repeated = sorted({name for name in args.targets if args.targets.count(name) > 1})
+    if repeated:
+        parser.error(f"argument --targets: each target once, got {' '.join(args.targets)} ({', '.join(repeated)} repeated)")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        parser.error(f"argument --out: {args.out} is a file; give a folder")
+    try:
+        space = get_space(args.space, resolution=args.resolution)
+    except ValueError as exc:
+        parser.error(f"--space {args.space} --resolution {args.resolution}: {exc}")
+    reference_key = reference_model(space)[2]
+    for name in args.targets:
+        path = table_path(args, name)
+        if args.restart:
+            if os.path.isdir(path):
+                parser.error(f"{path} is a folder where this run writes a table; move it away or give another --out")
+            try:
+                check_overwritable(path)
+            except ValueError as exc:
+                parser.error(str(exc))
+            continue
+        problem = resume_problem(path, space, name, args.clock, not args.no_drift_correction, reference_key)
+        if problem is not None:
+            parser.error(problem)
     if args.flush_mb is None:
         args.flush_mb = 2 * _l2_bytes() / (1 << 20)
+    return args, space
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, space = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     started = time.time()
-    space = get_space(args.space, resolution=args.resolution)
     say(f"hwnas latency acceptance: space {args.space} @ 3x{args.resolution}x{args.resolution}, batch 1, 1 thread, "
         f"clock {args.clock}, block flush {args.flush_mb:g} MiB, {args.rounds} model rounds, {args.archs} validation + {args.calibration} calibration architectures")
     with open("/proc/loadavg", encoding="ascii") as handle:
@@ -208,14 +355,26 @@ def main(argv: list[str] | None = None) -> int:
     say("== 2. tables and whole-model validation")
     for name in args.targets:
         target = get_target(name, threads=1, batch=1)
-        if not args.no_drift_correction:
-            module, shape, key = reference_model(space)
-            target = DriftCorrectedTarget(target, module, shape, reference_name=key)
-        path = os.path.join(args.out, f"table_{args.space}{args.resolution}_{name}.json")
+        path = table_path(args, name)
         t0 = time.time()
-        table = build_table(space, target, path, config=table_timing, progress=False)
+        existing = LatencyTable.load(path) if not args.restart and os.path.exists(path) else None
+        found = len(existing.entries) if existing is not None else 0
+        notes = None
+        if not args.no_drift_correction:
+            # The drift reference and its baseline go into the table before its first
+            # measurement (as `hwnas latency build --drift-correction` does), so that a
+            # run killed mid-build continues on the same scale; a table found at `path`
+            # with measurements lends its own baseline (None: a fresh one is timed now).
+            measured = existing is not None and (existing.entries or existing.call_overhead is not None)
+            stored = existing.notes.get("drift_correction") if measured else None
+            target = drift_corrected_target(target, space, stored)
+            target.calibrate(table_timing)
+            notes = {"drift_correction": target.describe()}
+        table = build_table(space, target, path, config=table_timing, resume=not args.restart, progress=False,
+                            notes=notes)
         say(f"[{name}] machine: {machine_line(table.fingerprint)}")
-        say(f"[{name}] table: {len(table.entries)} entries in {time.time() - t0:.0f} s, per-call overhead "
+        resumed = f" ({found} found at --out, {len(table.entries) - found} measured now)" if found else ""
+        say(f"[{name}] table: {len(table.entries)} entries{resumed} in {time.time() - t0:.0f} s, per-call overhead "
             f"{table.call_overhead:.2f} us")
         report = validate_table(
             table, space, target, num_archs=args.archs, num_calibration=args.calibration, seed=0, config=model_timing,
@@ -224,8 +383,7 @@ def main(argv: list[str] | None = None) -> int:
             refine_strength=args.refine_strength,
         )
         if isinstance(target, DriftCorrectedTarget):
-            table.notes["drift_correction"] = target.describe()
-            say(f"[{name}] drift correction: reference {target.baseline_us:.0f} us at the start; "
+            say(f"[{name}] drift correction: reference {target.baseline_us:.0f} us when the table was started; "
                 f"{target.factor_summary()}")
         table.save(path)
         if args.repeat_check:

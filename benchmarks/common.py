@@ -7,6 +7,8 @@ times alone mean little, the ratios measured side by side do.
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import platform
 import statistics
@@ -114,3 +116,51 @@ def copy_bandwidth_gbs(num_bytes: int = 1 << 28, rounds: int = 9) -> float:
     dst = torch.empty_like(src)
     seconds = time_alternating({"copy": lambda: dst.copy_(src)}, rounds=rounds, min_round_s=0.05)
     return 2 * num_bytes / seconds["copy"] / 1e9
+
+
+def ratio_of_medians(slow: list[float], fast: list[float]) -> float:
+    """median(slow) / median(fast): how many times faster ``fast`` is.
+
+    Unlike :func:`median_ratio` it always agrees with the two median times printed
+    beside it (a median of per-round ratios can say "faster" of the slower median).
+    """
+    return statistics.median(slow) / statistics.median(fast)
+
+
+def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """A distribution-free interval for the median of ``values``: ``(low, high, coverage)``.
+
+    ``low`` and ``high`` are the order statistics ``k`` and ``n + 1 - k``, with the largest
+    ``k`` whose interval covers the median with probability ``>= level`` for any
+    continuous distribution (binomial(n, 1/2) tails); with too few values for ``level``
+    it is the full range, and ``coverage`` says how sure that is (0.94 for 5 values).
+    """
+    if not values:
+        raise ValueError("median_interval needs at least one value")
+    ordered = sorted(values)
+    n = len(ordered)
+    below = 0.0  # P(Binomial(n, 1/2) <= k - 1), summed as k grows
+    best_k, best_coverage = 1, 1.0 - 2.0 * math.comb(n, 0) / 2.0**n
+    for k in range(1, (n + 1) // 2 + 1):
+        below += math.comb(n, k - 1) / 2.0**n
+        coverage = 1.0 - 2.0 * below
+        if coverage < level:
+            break
+        best_k, best_coverage = k, coverage
+    return ordered[best_k - 1], ordered[n - best_k], max(best_coverage, 0.0)
+
+
+def ratio_interval(slow: list[float], fast: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """:func:`median_interval` of the per-round ratios slow / fast (rounds timed side by side)."""
+    return median_interval([s / f for s, f in zip(slow, fast)], level)
+
+
+def non_negative_float(text: str) -> float:
+    """An ``argparse`` type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
