@@ -191,16 +191,48 @@ def test_stored_proportional_correction_keeps_the_smallest_model_positive(tiny_s
     assert table.predict(cheapest) > 0
 
 
-def test_a_correction_that_falls_with_the_table_sum_is_refused(tiny_space, fast_timing):
-    target = get_target("eager")
-    table = build_table(tiny_space, target, config=fast_timing, progress=False)
-    # Every entry 0: the smallest sum is 0, so the affine fit has no floor to hold it,
-    # and sums that are all 0 cannot rank the measured models (fitted a = 0).
+def test_a_table_whose_calibration_sums_are_all_alike_is_refused_before_measuring(tiny_space, fast_timing):
+    class Refusing(type(get_target("eager"))):
+        def measure(self, *args, **kwargs):  # pragma: no cover - must not be reached
+            raise AssertionError("measured although no correction can be fitted")
+
+    target = Refusing()
+    table = build_table(tiny_space, get_target("eager"), config=fast_timing, progress=False)
+    # Every entry 0: every calibration sum is 0, through which no slope can be fitted
+    # (a least-squares solver would return an arbitrary one).
     for entry in table.entries.values():
         entry.value = 0.0
+    with pytest.raises(ValueError, match="calibration models' table sums are all 0: no correction can be fitted"):
+        validate_table(table, tiny_space, target, num_archs=2, num_calibration=3, config=fast_timing,
+                       progress=False)
+    assert table.correction is None
+
+
+def test_a_correction_that_falls_with_the_table_sum_is_refused(tiny_space, fast_timing):
+    from hwnas.latency import Target
+    from hwnas.latency.harness import sample_statistics
+    from hwnas.latency.table import LatencyTable, TableEntry
+
+    class Backwards(Target):
+        """Deterministic: a model "takes" less the more parameters it has."""
+
+        name = "backwards"
+
+        def measure(self, module, input_shape, config):
+            return sample_statistics([1e6 / (1.0 + sum(p.numel() for p in module.parameters()))] * 5)
+
+    target = Backwards()
+    # Entries that grow with the block (skip 0, and stem and head 0): the smallest sum is
+    # 0, so the affine fit has no floor to hold it, and the sums rank the models backwards.
+    table = LatencyTable.for_space(tiny_space, target.fingerprint())
+    for key in table.required_keys():
+        block, channels, _, _ = key.split("|")
+        size = 0.0 if block in ("skip", "stem", "head") else float(channels[1:].split("-")[1]) * (
+            3.0 if "e3" in block else 1.0)
+        table.entries[key] = TableEntry(size, block, 1, 1, 1, (1, 1))
     assert table.smallest_sum() == 0
     with pytest.warns(UserWarning, match="do not grow with their table sums.*this correction is not stored"):
-        report = validate_table(table, tiny_space, target, num_archs=2, num_calibration=3, config=fast_timing,
+        report = validate_table(table, tiny_space, target, num_archs=2, num_calibration=4, config=fast_timing,
                                 progress=False)
     assert table.correction is None
     # The measurements are still reported.

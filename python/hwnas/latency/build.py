@@ -18,7 +18,7 @@ import torch
 from hwnas._io import read_text
 
 from .harness import TimingConfig
-from .table import TABLE_FORMAT, LatencyTable, TableEntry
+from .table import TABLE_FORMAT, LatencyTable, TableEntry, scale_difference
 from .targets import Target
 
 __all__ = ["build_table", "DEFAULT_TABLE_TIMING", "check_overwritable", "check_resumable"]
@@ -87,7 +87,8 @@ def check_resumable(existing: LatencyTable, clock: str, drift_correction: bool,
     clock (CPU time leaves out the waiting that wall time counts) and one drift
     scale (a drift-corrected entry is scaled to the speed its reference model had
     when the table's baseline was taken; an uncorrected one is not). A table with
-    nothing measured yet may be continued with any setting.
+    nothing measured yet may be continued with any setting. The rule is
+    :func:`~hwnas.latency.table.scale_difference`, which merging tables applies too.
 
     Args:
         existing: The table on disk.
@@ -101,32 +102,28 @@ def check_resumable(existing: LatencyTable, clock: str, drift_correction: bool,
         ValueError: The clock or the drift correction differs from the table's; the
             message says which setting continues the table.
     """
-    if not existing.entries and existing.call_overhead is None:
+    difference = scale_difference(existing, clock, drift_correction, drift_notes)
+    if difference is None:
         return
-    old_clock = existing.timing_clock()
-    if clock != old_clock:
+    what, old, new = difference
+    if what == "clock":
         raise ValueError(
-            f"{source}: its entries were timed with the {old_clock!r} clock, this build would time with "
-            f"{clock!r}; entries of two clocks do not add up. Continue it with clock={old_clock!r} "
-            f"(--clock {old_clock}), or build it again from scratch (resume=False / --restart)")
-    stored = existing.notes.get("drift_correction")
-    if bool(stored) != bool(drift_correction):
-        if stored:
+            f"{source}: its entries were timed with the {old!r} clock, this build would time with "
+            f"{new!r}; entries of two clocks do not add up. Continue it with clock={old!r} "
+            f"(--clock {old}), or build it again from scratch (resume=False / --restart)")
+    if what == "drift_correction":
+        if old:
             raise ValueError(
                 f"{source}: it was built with drift correction (entries scaled to the speed of its reference "
-                f"model, baseline {stored.get('baseline_us')} us), this build would measure without; continue it "
+                f"model, baseline {old.get('baseline_us')} us), this build would measure without; continue it "
                 "with drift correction (--drift-correction), or build it again from scratch (--restart)")
         raise ValueError(
             f"{source}: it was built without drift correction, this build would scale its measurements to a "
             "drift reference; continue it without --drift-correction, or build it again from scratch (--restart)")
-    if stored and drift_notes:
-        old = (stored.get("reference"), stored.get("baseline_us"))
-        new = (drift_notes.get("reference"), drift_notes.get("baseline_us"))
-        if old != new:
-            raise ValueError(
-                f"{source}: its drift reference and baseline {old} differ from this build's {new}: the new "
-                "entries would be on another scale; continue it with the table's reference (drift_corrected_target"
-                "(target, space, table.notes['drift_correction'])), or build it again from scratch")
+    raise ValueError(
+        f"{source}: its drift reference and baseline {old} differ from this build's {new}: the new "
+        "entries would be on another scale; continue it with the table's reference (drift_corrected_target"
+        "(target, space, table.notes['drift_correction'])), or build it again from scratch")
 
 
 def build_table(

@@ -14,6 +14,7 @@ where the machine has them. Virtual machines usually do not expose RAPL;
 from __future__ import annotations
 
 import glob
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -151,7 +152,9 @@ def energy_table_from_measurements(
         require_complete: Refuse values that do not cover every key.
 
     Raises:
-        ValueError: Unknown keys, negative values, or missing keys with ``require_complete``.
+        ValueError: Unknown keys; a value that is not a finite number ``>= 0`` (NaN,
+            infinity, ``None``, text that is no number), naming its key; or missing
+            keys with ``require_complete``.
     """
     fingerprint = dict(device)
     fingerprint.setdefault("target", "user")
@@ -160,10 +163,15 @@ def energy_table_from_measurements(
     unknown = sorted(set(values) - required)
     if unknown:
         raise ValueError(f"energy values for keys the space does not have: {unknown[:5]}{'...' if len(unknown) > 5 else ''}")
-    for key, value in values.items():
-        value = float(value)
-        if not value >= 0:
-            raise ValueError(f"energy of {key!r} must be a non-negative number, got {value}")
+    for key, given in values.items():
+        # Numbers written as text (read from a CSV file) are read; anything else, and
+        # infinity (a prediction of inf, a file that cannot be loaded back), is refused here.
+        try:
+            value = float(given) if not isinstance(given, bool) else math.nan
+        except (TypeError, ValueError):
+            value = math.nan
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"energy of {key!r} must be a finite number >= 0, got {given!r}")
         block, channels, stride, hw = key.split("|")
         c_in, c_out = (int(c) for c in channels[1:].split("-"))
         h, w = (int(v) for v in hw.split("x"))

@@ -53,15 +53,51 @@ PREDICTOR_FORMAT = "hwnas.cost_predictor"
 PREDICTOR_FORMAT_VERSION = 1
 
 
+def _config_int(value: Any, name: str) -> int:
+    """A :class:`BlockConfig` field checked to be an integer ``>= 1`` (``8.0`` reads as 8; ``8.7``,
+    ``True`` and text are refused rather than truncated or read)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)) and \
+            math.isfinite(value) and float(value).is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"block configuration field {name} must be an integer >= 1, got {_short(value)}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class BlockConfig:
-    """A block at a shape: what one table entry or one predictor row describes."""
+    """A block at a shape: what one table entry or one predictor row describes.
+
+    Attributes:
+        block: Block name (e.g. ``"k3_e6"``).
+        c_in, c_out, stride: Integers ``>= 1``.
+        in_hw: ``(height, width)`` of the input, integers ``>= 1``.
+
+    Raises:
+        ValueError: A field of another type or out of range, naming the field (a block
+            would otherwise fail inside the convolution, or a fractional width be
+            silently truncated).
+    """
 
     block: str
     c_in: int
     c_out: int
     stride: int
     in_hw: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.block, str) or not self.block:
+            raise ValueError(f"block configuration field block must be a block name such as 'k3_e6', "
+                             f"got {_short(self.block)}")
+        for name in ("c_in", "c_out", "stride"):
+            object.__setattr__(self, name, _config_int(getattr(self, name), name))
+        try:
+            in_hw = None if isinstance(self.in_hw, (str, bytes, Mapping)) else list(self.in_hw)
+        except TypeError:  # a single number
+            in_hw = None
+        if in_hw is None or len(in_hw) != 2:
+            raise ValueError(f"block configuration field in_hw must be [height, width], got {_short(self.in_hw)}")
+        object.__setattr__(self, "in_hw", tuple(_config_int(v, "in_hw") for v in in_hw))
 
     def key(self) -> str:
         return entry_key(self.block, self.c_in, self.c_out, self.stride, self.in_hw)
@@ -72,14 +108,24 @@ class BlockConfig:
 
     @classmethod
     def coerce(cls, value: Any) -> "BlockConfig":
+        """``value`` as a :class:`BlockConfig`: one already, a mapping with the fields
+        ``block``, ``c_in``, ``c_out``, ``stride`` and ``in_hw``, or a 5-tuple in that order.
+
+        Raises:
+            ValueError: Another kind of value, a missing field, or a field of another
+                type or out of range; the message names the field.
+        """
         if isinstance(value, cls):
             return value
+        fields = ("block", "c_in", "c_out", "stride", "in_hw")
         if isinstance(value, Mapping):
-            return cls(str(value["block"]), int(value["c_in"]), int(value["c_out"]), int(value["stride"]),
-                       (int(value["in_hw"][0]), int(value["in_hw"][1])))
+            missing = [name for name in fields if name not in value]
+            if missing:
+                raise ValueError(f"block configuration {_short(value)} has no field {missing[0]} (give "
+                                 f"{', '.join(fields)})")
+            return cls(*(value[name] for name in fields))
         if isinstance(value, (tuple, list)) and len(value) == 5:
-            block, c_in, c_out, stride, in_hw = value
-            return cls(str(block), int(c_in), int(c_out), int(stride), (int(in_hw[0]), int(in_hw[1])))
+            return cls(*value)
         raise ValueError(f"cannot read a block configuration from {value!r}; give BlockConfig, dict or 5-tuple")
 
 
@@ -286,6 +332,13 @@ class BlockCostPredictor:
     def predict(self, configs: Sequence[Any], return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Predicted costs (and standard deviations, in the same unit, if ``return_std``).
 
+        ``"bayesian_ridge"`` predicts a normal distribution of the cost: the value is its
+        mean (and median). ``"gaussian_process"`` models the log cost as normal with mean
+        ``mu`` and standard deviation ``s``, so the cost is log-normal: the value is its
+        median ``exp(mu)`` (what a fit of log costs recovers, and below the mean
+        ``exp(mu + s**2 / 2)`` by the factor ``exp(s**2 / 2)``), and the standard
+        deviation that of the log-normal cost, ``exp(mu + s**2 / 2) * sqrt(exp(s**2) - 1)``.
+
         Returns:
             One value per configuration, in order: an empty ``configs`` gives empty arrays.
         """
@@ -299,9 +352,11 @@ class BlockCostPredictor:
         xs = (self._design(configs) - mean) / std
         mu, sigma = self._model.predict(xs, return_std=True)
         if self.kind == "gaussian_process":
-            # Log-normal: median exp(mu); the std is that of the cost, not of its log.
+            # Log-normal: median exp(mu). The std is that of the cost, not of its log:
+            # sqrt(Var) = exp(mu + s^2 / 2) * sqrt(exp(s^2) - 1), the mean times the
+            # coefficient of variation (the median in its place understates it).
             value = np.exp(mu)
-            spread = value * np.sqrt(np.maximum(np.exp(sigma**2) - 1.0, 0.0))
+            spread = np.exp(mu + sigma**2 / 2.0) * np.sqrt(np.maximum(np.expm1(sigma**2), 0.0))
         else:
             value, spread = mu, sigma
         return (value, spread) if return_std else value
@@ -396,13 +451,43 @@ class BlockCostPredictor:
         return predictor
 
 
-def _check_layers(arch: Any, layer_keys: Sequence[Mapping[str, str]], index: Optional[int] = None) -> None:
-    which = "architecture" if index is None else f"archs[{index}]"
+def _check_layers(arch: Any, layer_keys: Sequence[Mapping[str, str]], index: int) -> None:
+    which = f"archs[{index}]"
     if len(arch.choices) != len(layer_keys):
         raise ValueError(f"{which} has {len(arch.choices)} layers, the space {len(layer_keys)}")
     for layer, (keys, choice) in enumerate(zip(layer_keys, arch.choices)):
         if choice not in keys:
             raise ValueError(f"{which}: layer {layer} has no choice {choice!r} in this space (it offers {list(keys)})")
+
+
+def _check_archs(space: Any, archs: Sequence[Any], layer_keys: Sequence[Mapping[str, str]]) -> None:
+    """Refuses an architecture that is not of ``space`` at the shapes the fitted table is keyed at.
+
+    ``space.validate`` compares the space (name, version, width, options such as
+    ``num_classes``) and the choices; the layer count and choice names alone would let
+    an architecture of another space, width or resolution through, its costs then
+    fitted to keys of blocks it never ran.
+
+    Raises:
+        ValueError: Naming ``archs[index]`` and what differs.
+    """
+    from hwnas.spaces import Architecture
+
+    for index, arch in enumerate(archs):
+        if isinstance(arch, Architecture):
+            _check_layers(arch, layer_keys, index)  # a wrong choice, named by its layer
+        try:
+            space.validate(arch)
+        except ValueError as exc:
+            raise ValueError(f"archs[{index}] is not an architecture of space {space.name!r} as given: {exc}") from None
+        # validate accepts any resolution or channel choice of the space; the table's
+        # keys are those of its default shapes, which such an architecture does not run.
+        own = layer_entry_keys(space, space.resolve_layers(arch))
+        for layer, (keys, ran, choice) in enumerate(zip(layer_keys, own, arch.choices)):
+            if keys[choice] != ran[choice]:
+                raise ValueError(f"archs[{index}] runs layer {layer} as {ran[choice]!r} (resolution "
+                                 f"{arch.resolution}, its channel widths), the table is keyed at the space's "
+                                 f"default shapes ({keys[choice]!r}): measure architectures at those shapes")
 
 
 def _model_costs(archs: Sequence[Any], measured: Any, minimum: int) -> np.ndarray:
@@ -458,8 +543,10 @@ def fit_table_from_models(
     Raises:
         ValueError: No architectures, a number of measurements other than the
             number of architectures, a measurement that is not a finite positive
-            number, an architecture of another space, or a negative or non-finite
-            ``ridge``.
+            number, an architecture that ``space.validate`` refuses (another space,
+            version, width or options such as ``num_classes``) or at other shapes than
+            the space's default ones (another resolution or channel widths), or a
+            negative or non-finite ``ridge``.
     """
     from scipy.optimize import lsq_linear
 
@@ -467,9 +554,9 @@ def fit_table_from_models(
     if isinstance(ridge, bool) or not isinstance(ridge, numbers.Real) or not (math.isfinite(ridge) and ridge >= 0):
         raise ValueError(f"ridge must be a finite number >= 0, got {_short(ridge)}")
     layer_keys = layer_entry_keys(space)
+    _check_archs(space, archs, layer_keys)
     used: dict[str, int] = {}
-    for index, arch in enumerate(archs):
-        _check_layers(arch, layer_keys, index)
+    for arch in archs:
         for keys, choice in zip(layer_keys, arch.choices):
             used.setdefault(keys[choice], len(used))
     design = _count_design(layer_keys, archs, used, extra=1)
@@ -547,11 +634,17 @@ def refine_table_from_models(
     Raises:
         ValueError: Fewer than 2 architectures, a number of measurements other than
             the number of architectures, a measurement that is not a finite positive
-            number, an incomplete table or a negative or non-finite ``strength``.
+            number, a table not built for ``space`` (see
+            :meth:`~hwnas.latency.table.LatencyTable.check_space`), an incomplete table,
+            an architecture that is not of ``space`` at its default shapes (as for
+            :func:`fit_table_from_models`), or a negative or non-finite ``strength``.
     """
     from scipy.optimize import lsq_linear
 
     y = _model_costs(archs, measured, minimum=2)
+    # The refined table is keyed by ``space``: a table of another shape (another
+    # num_classes, say) would lend its values to keys it never measured.
+    table.check_space(space)
     if not table.complete:
         raise ValueError(f"the table is incomplete ({len(table.missing_keys())} entries missing)")
     if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not (strength >= 0 and math.isfinite(strength)):
@@ -561,8 +654,7 @@ def refine_table_from_models(
     column = {key: i for i, key in enumerate(keys)}
     prior = np.array([table.value(key) for key in keys])
     n = len(keys)
-    for index, arch in enumerate(archs):
-        _check_layers(arch, layer_keys, index)
+    _check_archs(space, archs, layer_keys)
     design = _count_design(layer_keys, archs, column, extra=2)  # entries, a (not in the models), b
     design[:, -1] = 1.0
     spread = np.maximum(prior, 1.0)

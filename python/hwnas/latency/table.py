@@ -21,6 +21,7 @@ JSON form: ``format`` ``hwnas.latency_table``, ``version`` 1. Also used for ener
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import math
@@ -35,10 +36,15 @@ from hwnas._io import check_format, read_json, write_json
 from .fingerprint import fingerprint_differences, fingerprint_id
 
 __all__ = ["LatencyTable", "TableEntry", "entry_key", "TABLE_FORMAT", "TABLE_FORMAT_VERSION", "layer_entry_keys",
-           "check_correction"]
+           "check_correction", "LOCATION_STATISTICS", "scale_difference"]
 
 TABLE_FORMAT = "hwnas.latency_table"
 TABLE_FORMAT_VERSION = 1
+
+#: The timing statistics (``<name>_us`` in the entries' stats) that locate a latency, and
+#: so may stand for an entry's cost (:meth:`LatencyTable.with_statistic`). The spreads
+#: (``std``, ``iqr``) are stored too, but a sum of spreads is no model's latency.
+LOCATION_STATISTICS = ("min", "p10", "p25", "median", "mean", "p75", "p90", "max")
 
 
 def entry_key(block: str, c_in: int, c_out: int, stride: int, in_hw: Sequence[int]) -> str:
@@ -176,6 +182,48 @@ def check_correction(correction: Any, source: str = "latency table") -> dict[str
     _field(correction, "b", "number", source, "correction.")
     _field(correction, "depth", "number", source, "correction.", default=None, minimum=0)
     return dict(correction)
+
+
+def scale_difference(table: "LatencyTable", clock: str, drift_correction: bool,
+                     drift_notes: Optional[Mapping[str, Any]] = None) -> Optional[tuple[str, Any, Any]]:
+    """How ``table``'s measurements would not add up with measurements taken another way.
+
+    The one rule for putting measurements together in one table, shared by resuming a
+    build (:func:`~hwnas.latency.build.check_resumable`) and merging tables
+    (:meth:`LatencyTable.check_compatible`): entries are summed into model latencies,
+    so they must share one clock (CPU time leaves out the waiting that wall time
+    counts) and one drift scale (a drift-corrected entry is scaled to the speed its
+    reference model had when the baseline was taken; an uncorrected one is not). A
+    table with nothing measured has no scale yet and adds up with anything.
+
+    Args:
+        table: The table whose entries the others would join.
+        clock: The clock of the other measurements (``TimingConfig.clock``).
+        drift_correction: Whether the other measurements are drift-corrected.
+        drift_notes: Their drift reference (``notes["drift_correction"]`` of a table,
+            ``DriftCorrectedTarget.describe()``), compared with ``table``'s when both
+            have one; ``None``: not compared.
+
+    Returns:
+        ``None`` when they add up; else ``(what, table's, other's)`` with ``what``
+        ``"clock"`` (the two clocks), ``"drift_correction"`` (``table``'s drift notes or
+        ``None``, and ``drift_correction``) or ``"drift_reference"`` (the two
+        ``(reference, baseline_us)`` pairs).
+    """
+    if not table.entries and table.call_overhead is None:
+        return None
+    old_clock = table.timing_clock()
+    if clock != old_clock:
+        return "clock", old_clock, clock
+    stored = table.notes.get("drift_correction")
+    if bool(stored) != bool(drift_correction):
+        return "drift_correction", stored or None, bool(drift_correction)
+    if stored and drift_notes:
+        old = (stored.get("reference"), stored.get("baseline_us"))
+        new = (drift_notes.get("reference"), drift_notes.get("baseline_us"))
+        if old != new:
+            return "drift_reference", old, new
+    return None
 
 
 def _read_document(path: str | os.PathLike, expected_format: str, versions: tuple[int, ...]) -> dict[str, Any]:
@@ -451,6 +499,12 @@ class LatencyTable:
         carries no definition to rebuild: check the table against that space with
         :meth:`check_space`.
         """
+        from hwnas.spaces import Architecture
+
+        if not isinstance(arch, Architecture):
+            # A dict or a compact string would fail on a missing attribute deep inside.
+            raise ValueError(f"expected an hwnas.spaces.Architecture (e.g. space.make_arch(choices) or "
+                             f"Architecture.from_dict(data)), got {type(arch).__name__} {_short(arch)}")
         if arch.space != self.space:
             raise ValueError(f"architecture of space {arch.space!r} given to a table for space {self.space!r}")
         version = getattr(arch, "space_version", self.space_version)
@@ -530,8 +584,9 @@ class LatencyTable:
                 or ``"auto"`` (linear if fitted, else none).
 
         Raises:
-            ValueError: Unknown correction, or one the table has no data for; or an
-                architecture of another space, version, resolution or width, or (of a
+            ValueError: Unknown correction, or one the table has no data for; ``arch``
+                not an :class:`~hwnas.spaces.Architecture`; or an architecture of another
+                space, version, resolution or width, or (of a
                 registered space) with other ``in_channels``, ``num_classes`` or
                 layer shapes. An architecture of a user-defined space does not carry
                 its definition: check the table with :meth:`check_space` once.
@@ -572,15 +627,33 @@ class LatencyTable:
 
         Returns:
             A scalar (or ``[batch]``) tensor; gradients flow to ``probs``.
+
+        Raises:
+            ValueError: ``probs`` is not a tensor or a list of tensors (a NumPy array
+                neither: convert it with ``torch.as_tensor``), a tensor is not of a
+                floating-point dtype (the costs would be cast to it and an integer
+                dtype truncates them), or the shapes do not match the table's layers.
         """
+        expected = (f"a floating-point torch tensor [num_layers={len(self.layers)}, num_choices] or a list of "
+                    "per-layer tensors [num_choices] / [batch, num_choices] of probabilities")
         if isinstance(probs, torch.Tensor):
             if probs.dim() < 2 or probs.shape[0] != len(self.layers):
                 raise ValueError(f"probs tensor must be [num_layers={len(self.layers)}, num_choices], got {tuple(probs.shape)}")
             probs = list(probs.unbind(0))
+        elif not isinstance(probs, (list, tuple)):
+            raise ValueError(f"probs must be {expected}, got {type(probs).__name__}")
         if len(probs) != len(self.layers):
             raise ValueError(f"got probabilities for {len(probs)} layers, the table has {len(self.layers)}")
         total = None
         for index, p in enumerate(probs):
+            if not isinstance(p, torch.Tensor) or p.dim() < 1:
+                raise ValueError(f"probs[{index}] must be a tensor of probabilities [num_choices] or "
+                                 f"[batch, num_choices]; probs must be {expected}, got {_short(p)}")
+            if not p.is_floating_point():
+                # The costs are cast to the probabilities' dtype: an integer one would
+                # truncate every cost (and carries no gradient).
+                raise ValueError(f"probs must be floating-point probabilities (e.g. .float()), layer {index} has "
+                                 f"dtype {p.dtype}")
             costs = self.layer_costs(index, dtype=p.dtype).to(p.device)
             if p.shape[-1] != costs.numel():
                 raise ValueError(f"layer {index}: {p.shape[-1]} probabilities for {costs.numel()} candidates")
@@ -594,16 +667,21 @@ class LatencyTable:
         """A copy whose values are another statistic of the same measurements.
 
         Args:
-            statistic: ``"median"``, ``"p10"``, ``"p25"``, ``"min"``, ``"mean"``...: any
-                ``<name>_us`` field stored in the entries' timing statistics. Low
-                quantiles are steadier than the median on a machine shared with other
-                jobs, since interference only ever adds time.
+            statistic: One of :data:`LOCATION_STATISTICS` (``"min"``, ``"p10"``, ``"p25"``,
+                ``"median"``, ``"mean"``, ``"p75"``, ``"p90"``, ``"max"``), read from the
+                ``<name>_us`` fields of the entries' timing statistics. Low quantiles are
+                steadier than the median on a machine shared with other jobs, since
+                interference only ever adds time.
 
         Raises:
-            ValueError: An entry has no such statistic (e.g. a fitted or user table).
+            ValueError: Another statistic (a spread such as ``"std"`` or ``"iqr"`` is
+                no latency: a table of them would predict sums of spreads), or an entry
+                without it (e.g. a fitted or user table).
         """
-        import copy
-
+        if not isinstance(statistic, str) or statistic not in LOCATION_STATISTICS:
+            raise ValueError(f"no statistic {_short(statistic)} to predict with: statistic must be one of "
+                             f"{list(LOCATION_STATISTICS)} (a latency an entry can stand for; spreads such as "
+                             "'std' and 'iqr' do not add up to a model's latency)")
         out = copy.deepcopy(self)
         for key, entry in out.entries.items():
             value = entry.stats.get(f"{statistic}_us")
@@ -618,11 +696,18 @@ class LatencyTable:
     # ------------------------------------------------------------------ combination
 
     def check_compatible(self, other: "LatencyTable", allow_mixed: bool = False) -> None:
-        """Refuses to combine tables of different spaces or (unless allowed) fingerprints.
+        """Refuses to combine tables of different spaces, clocks, drift corrections or (unless
+        allowed) fingerprints.
 
         Tables are of the same space when name, version, resolution and width agree and
         so do all entry keys (a table of another ``in_channels``, ``num_classes`` or
-        candidate list has other stem, head or layer keys).
+        candidate list has other stem, head or layer keys). Their entries must also add
+        up: one clock and one drift-correction setting (and reference), the rule a
+        resumed build follows (:func:`scale_difference`), whatever ``allow_mixed`` says;
+        a table with nothing measured adds up with any.
+
+        Raises:
+            ValueError: Naming what differs.
         """
         same_space = (self.space, self.space_version, self.resolution, self.width) == (
             other.space, other.space_version, other.resolution, other.width)
@@ -639,6 +724,7 @@ class LatencyTable:
             raise ValueError(f"tables are for different shapes of space {self.space!r}: the other has {problem}")
         if (self.metric, self.unit) != (other.metric, other.unit):
             raise ValueError(f"tables measure different things: {self.metric}/{self.unit} vs {other.metric}/{other.unit}")
+        self._check_same_scale(other)
         diffs = fingerprint_differences(self.fingerprint, other.fingerprint)
         if diffs and not allow_mixed:
             raise ValueError(
@@ -646,9 +732,42 @@ class LatencyTable:
                 "--allow-mixed to combine them anyway): " + "; ".join(diffs)
             )
 
+    def _measured_anything(self) -> bool:
+        return bool(self.entries) or self.call_overhead is not None
+
+    def _check_same_scale(self, other: "LatencyTable") -> None:
+        """Refuses ``other`` unless its entries add up with this table's (see :func:`scale_difference`)."""
+        if not self._measured_anything():
+            return
+        drift = self.notes.get("drift_correction")
+        difference = scale_difference(other, self.timing_clock(), bool(drift), drift)
+        if difference is None:
+            return
+        what, theirs, mine = difference
+        if what == "clock":
+            raise ValueError(f"tables were timed with different clocks: this one with {mine!r}, the other with "
+                             f"{theirs!r}; entries of two clocks do not add up (build both with one --clock)")
+        if what == "drift_correction":
+            this, that = ("with", "without") if mine else ("without", "with")
+            raise ValueError(f"this table was built {this} drift correction, the other {that}: their entries are "
+                             "on different scales and do not add up (build both with or both without "
+                             "--drift-correction)")
+        raise ValueError(f"tables were drift-corrected to different references and baselines: this one "
+                         f"{mine}, the other {theirs}; their entries are on different scales and do not add up")
+
     def merge(self, other: "LatencyTable", allow_mixed: bool = False) -> "LatencyTable":
-        """Adds ``other``'s entries that this table lacks (this table's values win)."""
+        """Adds ``other``'s entries that this table lacks (this table's values win).
+
+        Raises:
+            ValueError: See :meth:`check_compatible`.
+        """
         self.check_compatible(other, allow_mixed)
+        if not self._measured_anything() and other._measured_anything():
+            # The entries taken over are the only measurements: the merged table must
+            # report their clock and drift scale, not the defaults of an empty one.
+            for note in ("timing", "drift_correction"):
+                if note in other.notes:
+                    self.notes[note] = copy.deepcopy(other.notes[note])
         for key, entry in other.entries.items():
             self.entries.setdefault(key, entry)
         if allow_mixed and fingerprint_differences(self.fingerprint, other.fingerprint):

@@ -96,12 +96,18 @@ def sample_spread_architectures(space: Any, n: int, seed: int = 0, sharpness: fl
         vary_skips: Also spread the share of skipped layers.
 
     Raises:
-        ValueError: ``n < 1``.
+        ValueError: ``n`` is not an integer ``>= 1``, or the space has fewer than ``n``
+            architectures (``space.size()``): the set would hold duplicates, and a
+            validation set and a calibration set drawn together would overlap.
     """
     from hwnas.spaces import parse_block_name
 
-    if n < 1:
-        raise ValueError(f"number of architectures must be >= 1, got {n}")
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"number of architectures must be an integer >= 1, got {n!r}")
+    size = space.size()
+    if n > size:
+        raise ValueError(f"cannot draw {n} distinct architectures from space {space.name!r}: it has only {size}; "
+                         f"ask for at most {size} (validation and calibration architectures together)")
     rng = random.Random(seed)
     sizes, skips = [], []
     for layer in space.layers:
@@ -130,9 +136,18 @@ def sample_spread_architectures(space: Any, n: int, seed: int = 0, sharpness: fl
     archs, seen = [], set()
     attempts = 0
     while len(archs) < n:
-        arch = space.sample(rng=rng, probs=layer_probs(len(archs)))
+        if attempts < 100 * n:
+            arch = space.sample(rng=rng, probs=layer_probs(len(archs)))
+        else:
+            # The spread draw keeps returning architectures already drawn (a small space
+            # nearly used up, or a sharp draw that favours few of them): uniform draws
+            # reach the rest, so that the set stays distinct as promised.
+            arch = space.sample(rng=rng)
         attempts += 1
-        if arch.key() in seen and attempts < 100 * n:
+        if arch.key() in seen:
+            if attempts >= 1000 * n:
+                raise ValueError(f"could not draw {n} distinct architectures from space {space.name!r} "
+                                 f"({size} in all) in {attempts} draws; ask for fewer")
             continue
         seen.add(arch.key())
         archs.append(arch)
@@ -257,6 +272,13 @@ def error_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict
     }
 
 
+def _sums_alike(sums: Any) -> bool:
+    """Whether table sums are all the same (to rounding: sums of one set of entries added in
+    another order differ in the last bits), so that no slope can be fitted through them."""
+    x = np.asarray(sums, dtype=float)
+    return bool(np.ptp(x) <= 1e-9 * np.max(np.abs(x)))
+
+
 def fit_linear_correction(raw: Sequence[float], measured: Sequence[float], intercept: bool = True,
                           offset: float = 0.0, floor: Optional[float] = None,
                           blocks_squared: Optional[Sequence[float]] = None) -> dict[str, Any]:
@@ -299,9 +321,23 @@ def fit_linear_correction(raw: Sequence[float], measured: Sequence[float], inter
         ``{"kind": "linear", "a", "b", "n", ...}``; ``"fit"`` says ``"proportional"``
         (with its ``"offset"``), ``"affine"`` (with the ``"floor"`` it was held to) or
         ``"depth"`` (with its ``"offset"`` and ``"depth"``).
+
+    Raises:
+        ValueError: ``raw`` and ``measured`` are not flat sequences of one length, too
+            few points, a value that is not finite or a measurement ``<= 0``; with
+            ``intercept``, table sums that are all the same (no slope can be fitted
+            through them); with ``blocks_squared``, a scale and a depth term that the
+            points cannot tell apart.
     """
-    x = np.asarray(raw, dtype=float)
-    y = np.asarray(measured, dtype=float)
+    try:
+        x = np.asarray(raw, dtype=float)
+        y = np.asarray(measured, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"raw and measured must be sequences of numbers, got {raw!r} and {measured!r}") from None
+    if x.ndim != 1 or y.ndim != 1 or x.shape != y.shape:
+        # numpy would broadcast a single measurement over every sum.
+        raise ValueError(f"raw and measured must be flat sequences of one length (one table sum and one "
+                         f"measurement per calibration model), got shapes {x.shape} and {y.shape}")
     if x.size < (2 if intercept else 1):
         raise ValueError(f"a linear correction needs at least {2 if intercept else 1} calibration points, got {x.size}")
     if not np.all(np.isfinite(x)) or not np.all(np.isfinite(y)) or np.any(y <= 0):
@@ -311,6 +347,8 @@ def fit_linear_correction(raw: Sequence[float], measured: Sequence[float], inter
     def proportional(offset: float) -> dict[str, Any]:
         # argmin_a sum (a * (x - offset) / y - 1)^2
         r = (x - offset) * w
+        if not np.any(r):
+            raise ValueError("the calibration models' table sums are all 0: no scale can be fitted to them")
         a = float(np.dot(r, np.ones_like(r)) / np.dot(r, r))
         return {"kind": "linear", "a": a, "b": -a * float(offset), "n": int(x.size), "fit": "proportional",
                 "offset": float(offset)}
@@ -330,6 +368,12 @@ def fit_linear_correction(raw: Sequence[float], measured: Sequence[float], inter
         if s.shape != x.shape or not np.all(np.isfinite(s)) or np.any(s < 0):
             raise ValueError(f"blocks_squared must be {x.size} finite values >= 0, got {s.tolist()}")
         design = np.stack([(x - offset) * w, s * w], axis=1)
+        if np.linalg.matrix_rank(design) < 2:
+            # Sums and squared block counts in proportion (e.g. all alike): the scale and
+            # the depth term trade off freely, and lstsq would pick one split arbitrarily.
+            raise ValueError("the calibration models' table sums and squared block counts are in proportion: the "
+                             "scale cannot be told from the depth term; calibrate with models of different sizes "
+                             "and depths, or fit without blocks_squared")
         (a, depth), *_ = np.linalg.lstsq(design, np.ones_like(y), rcond=None)
         if not (a > 0 and depth >= 0):
             # The bound depth >= 0 is active (a whole model is not cheaper per block the
@@ -337,6 +381,11 @@ def fit_linear_correction(raw: Sequence[float], measured: Sequence[float], inter
             return {**proportional(offset), "fit": "depth", "depth": 0.0}
         return {"kind": "linear", "a": float(a), "b": -float(a) * offset, "n": int(x.size), "fit": "depth",
                 "offset": offset, "depth": float(depth)}
+    if _sums_alike(x):
+        # Every point at one table sum: any line through their mean fits, and lstsq
+        # would return an arbitrary (minimum-norm) one.
+        raise ValueError(f"the calibration models' table sums are all {float(x[0]):g}: a slope cannot be fitted; "
+                         "calibrate with models of different sizes, or fit a proportional scale (intercept=False)")
     design = np.stack([x * w, w], axis=1)
     (a, b), *_ = np.linalg.lstsq(design, np.ones_like(y), rcond=None)
     if floor is None:
@@ -562,10 +611,15 @@ def validate_table(
             ``intercept`` is then not used).
 
     Raises:
-        ValueError: Fingerprints differ (and not ``allow_mixed``), the table is incomplete,
-            fewer than 2 ``num_archs``, a ``num_calibration`` other than 0 or at least 2,
-            a ``refine_strength`` without calibration models, or a ``plot_path`` of a
-            format a figure cannot be written in (all before anything is measured).
+        ValueError: Fingerprints differ (and not ``allow_mixed``), the table is not for
+            ``space`` (see :meth:`~hwnas.latency.table.LatencyTable.check_space`) or is
+            incomplete, fewer than 2 ``num_archs``, a ``num_calibration`` other than 0 or
+            at least 2, more architectures than the space has, a ``refine_strength``
+            without calibration models or not a finite number ``>= 0``, an
+            ``extra_statistics`` name that is no location statistic or that an entry
+            lacks (see :meth:`~hwnas.latency.table.LatencyTable.with_statistic`),
+            ``rounds`` not an integer ``>= 1``, or a ``plot_path`` of a format a figure
+            cannot be written in (all before anything is measured).
 
     Warns:
         UserWarning: The correction to store does not grow with the table sum (``a <= 0``):
@@ -583,17 +637,57 @@ def validate_table(
     if refine_strength is not None and not num_calibration:
         raise ValueError("refine_strength fits the table to the calibration models: it needs num_calibration >= 2, "
                          "got 0")
+    if refine_strength is not None and (isinstance(refine_strength, bool) or not isinstance(
+            refine_strength, numbers.Real) or not (math.isfinite(refine_strength) and refine_strength >= 0)):
+        raise ValueError(f"refine_strength must be a finite number >= 0, got {refine_strength!r}")
+    if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 1:
+        raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
+    if isinstance(extra_statistics, (str, bytes)):
+        raise ValueError(f"extra_statistics must be a list of statistic names, got the string {extra_statistics!r} "
+                         f"(write [{extra_statistics!r}])")
     diffs = fingerprint_differences(table.fingerprint, target.fingerprint())
     if diffs and not allow_mixed:
         raise ValueError("the table was measured under another fingerprint than this target's: " + "; ".join(diffs))
+    # The models measured are of ``space``, the predictions the table's: they must be one space.
+    table.check_space(space)
     if not table.complete:
         raise ValueError(f"the table is incomplete ({len(table.missing_keys())} entries missing); resume its build first")
-    if num_archs < 2:
-        raise ValueError(f"num_archs must be >= 2 for error metrics, got {num_archs}")
+    # Each statistic must exist in every entry (a fitted table has none): known now, not
+    # after minutes of measuring.
+    views = {statistic: table.with_statistic(statistic) for statistic in extra_statistics}
+    if isinstance(num_archs, bool) or not isinstance(num_archs, numbers.Integral) or num_archs < 2:
+        raise ValueError(f"num_archs must be an integer >= 2 for error metrics, got {num_archs!r}")
     archs = sample_spread_architectures(space, num_archs + num_calibration, seed=seed, vary_skips=vary_skips)
     # Alternate so that both sets cover the whole latency range (betas are shuffled).
     calibration = archs[num_archs:]
     validation = archs[:num_archs]
+    # The table's side needs no measurement: predicted (and checked) before measuring.
+    # A proportional fit scales only what a whole model pays: not the per-call
+    # overhead that each entry but one paid (0 where the target has none), and
+    # never more than the smallest architecture's sum holds, so that every
+    # prediction (and a search's log-latency objective) stays positive.
+    offset = min((table.num_units() - 1) * float(table.call_overhead or 0.0), 0.9 * table.smallest_sum())
+    floor = table.smallest_sum() if table.smallest_sum() > 0 else None
+    blocks_squared = [table.num_blocks(a) ** 2 for a in calibration]
+    raw = [table.predict(a, correction="none") for a in validation]
+    overhead = [table.predict(a, correction="overhead") for a in validation] if table.call_overhead is not None else None
+    calib_raw = [table.predict(a, correction="none") for a in calibration]
+    views_raw = {statistic: ([view.predict(a, correction="none") for a in validation],
+                             [view.predict(a, correction="none") for a in calibration])
+                 for statistic, view in views.items()}
+    if calibration:
+        # Every correction fits a slope (an affine fit always runs, as the correction or
+        # as its comparison): sums that are all the same cannot give one.
+        for name, sums in [("", calib_raw)] + [(f"{s} ", v[1]) for s, v in views_raw.items()]:
+            if _sums_alike(sums):
+                raise ValueError(f"the {len(sums)} calibration models' {name}table sums are all {sums[0]:g}: no "
+                                 "correction can be fitted to them (the table does not tell the models apart); "
+                                 "rebuild the table, or validate without calibration (num_calibration=0)")
+        if depth and np.linalg.matrix_rank(np.stack([np.asarray(calib_raw) - min(offset, 0.9 * min(calib_raw)),
+                                                     blocks_squared], axis=1)) < 2:
+            raise ValueError("the calibration models' table sums and squared block counts are in proportion: a "
+                             "depth fit cannot tell its scale from its depth term; draw other models (seed), or "
+                             "fit without depth")
     if config is None:
         # Same clock as the table's entries, or tables and models would not compare.
         from dataclasses import replace
@@ -602,22 +696,13 @@ def validate_table(
     all_results = measure_architectures(space, validation + calibration, target, config, progress, rounds=rounds)
     results, calib_results = all_results[:num_archs], all_results[num_archs:]
     measured = [r.median_us for r in results]
-    raw = [table.predict(a, correction="none") for a in validation]
-    overhead = [table.predict(a, correction="overhead") for a in validation] if table.call_overhead is not None else None
     correction = None
     linear = None
     if calibration:
-        calib_raw = [table.predict(a, correction="none") for a in calibration]
         calib_measured = [r.median_us for r in calib_results]
-        # A proportional fit scales only what a whole model pays: not the per-call
-        # overhead that each entry but one paid (0 where the target has none), and
-        # never more than the smallest architecture's sum holds, so that every
-        # prediction (and a search's log-latency objective) stays positive.
-        offset = min((table.num_units() - 1) * float(table.call_overhead or 0.0), 0.9 * table.smallest_sum())
-        floor = table.smallest_sum() if table.smallest_sum() > 0 else None
         if depth:
             correction = fit_linear_correction(calib_raw, calib_measured, intercept=False, offset=offset,
-                                               blocks_squared=[table.num_blocks(a) ** 2 for a in calibration])
+                                               blocks_squared=blocks_squared)
         else:
             # The affine fit is held above a tenth of the smallest architecture's scaled sum.
             correction = fit_linear_correction(calib_raw, calib_measured, intercept=intercept,
@@ -663,14 +748,11 @@ def validate_table(
             refined = refine_table_from_models(table, space, calibration, calib_measured, strength=refine_strength)
             metrics["refined"] = dict(error_metrics([refined.predict(a, correction="none") for a in validation],
                                                     measured), **refined.notes["refined"])
-    for statistic in extra_statistics:
-        view = table.with_statistic(statistic)
+    for statistic, (raw_s, calib_raw_s) in views_raw.items():
         meas_s = [getattr(r, f"{statistic}_us") for r in results]
-        raw_s = [view.predict(a, correction="none") for a in validation]
         metrics[f"{statistic}/raw"] = error_metrics(raw_s, meas_s)
         if calibration:
-            fit = fit_linear_correction([view.predict(a, correction="none") for a in calibration],
-                                        [getattr(r, f"{statistic}_us") for r in calib_results])
+            fit = fit_linear_correction(calib_raw_s, [getattr(r, f"{statistic}_us") for r in calib_results])
             metrics[f"{statistic}/linear"] = error_metrics([fit["a"] * x + fit["b"] for x in raw_s], meas_s)
             metrics[f"{statistic}/linear"]["a"], metrics[f"{statistic}/linear"]["b"] = fit["a"], fit["b"]
     report = ValidationReport(
