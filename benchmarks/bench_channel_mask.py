@@ -43,9 +43,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    fmt_bytes, fmt_ms, machine_line, non_negative_float, ratio_of_medians, saved_bytes, time_rounds)
+    fmt_bytes, fmt_ms, machine_line, ratio_of_medians, saved_bytes, time_rounds)
 
-from hwnas._argtypes import positive_int, thread_count  # noqa: E402
+from hwnas._argtypes import non_negative_float, positive_int, thread_count  # noqa: E402
 from hwnas.layers.reference import prefix_mask_matrix  # noqa: E402
 from hwnas.ops import channel_mask  # noqa: E402
 

@@ -34,7 +34,7 @@ from dataclasses import replace
 
 import torch
 
-from hwnas._argtypes import positive_int
+from hwnas._argtypes import calibration_models, compared_models, positive_int
 from hwnas.latency import (
     DEFAULT_MODEL_TIMING,
     DEFAULT_TABLE_TIMING,
@@ -58,6 +58,7 @@ from hwnas.latency import (
 from hwnas.latency.build import check_overwritable
 from hwnas.latency.drift import drift_corrected_target
 from hwnas.latency.harness import clock_pair_cost_ns
+from hwnas.latency.table import scale_difference
 from hwnas.spaces import get_space, list_spaces
 
 LINES: list[str] = []
@@ -183,24 +184,6 @@ def _flush_mb(text: str) -> float:
     return value
 
 
-def _archs(text: str) -> int:
-    """``--archs``: the two models an error metric needs, at least."""
-    value = int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2 (error metrics and rank correlations compare "
-                                         f"models), got {value}")
-    return value
-
-
-def _calibration(text: str) -> int:
-    """``--calibration``: 0 (no correction) or enough models for a two-parameter fit."""
-    value = int(text)
-    if value < 0 or value == 1:
-        raise argparse.ArgumentTypeError(f"must be 0 (no corrections) or at least 2 (the corrections have two "
-                                         f"parameters), got {value}")
-    return value
-
-
 def _refine_strength(text: str) -> float:
     try:
         value = float(text)
@@ -240,24 +223,30 @@ def resume_problem(path: str, space, target_name: str, clock: str, drift_correct
     except ValueError as exc:
         return (f"{path} cannot be continued by this run: {exc}. This script does not mix tables: build it "
                 "again with --restart, or give another --out")
-    if not existing.entries and existing.call_overhead is None:
-        return None  # nothing measured yet: any setting may start it
-    old_clock = existing.timing_clock()
-    if old_clock != clock:
-        return (f"{path}: its entries were timed with the {old_clock} clock, this run would time with {clock}; "
-                f"entries of two clocks do not add up. Continue it with --clock {old_clock}, or build it again "
+    # The rule build_table applies (hwnas.latency.table.scale_difference), worded with this
+    # script's options; the reference is compared by name (its baseline is the table's own).
+    difference = scale_difference(existing, clock, drift_correction)
+    if difference is None:
+        stored = existing.notes.get("drift_correction")
+        if stored and stored.get("reference") not in (None, reference_key):
+            return (f"{path}: its drift reference is another architecture ({stored.get('reference')}) than this "
+                    f"version of the space gives ({reference_key}); build it again with --restart")
+        return None
+    what, old, _ = difference
+    if what == "clock":
+        return (f"{path}: its entries were timed with the {old} clock, this run would time with {clock}; "
+                f"entries of two clocks do not add up. Continue it with --clock {old}, or build it again "
                 "with --restart")
-    stored = existing.notes.get("drift_correction")
-    if stored and not drift_correction:
+    if old:
         return (f"{path}: it was built with drift correction (entries scaled to the speed of its reference model), "
                 "this run would measure without; continue it without --no-drift-correction, or build it again "
                 "with --restart")
-    if drift_correction and not stored:
-        return (f"{path}: it was built without drift correction, this run would scale its measurements to a drift "
-                "reference; continue it with --no-drift-correction, or build it again with --restart")
-    if stored and stored.get("reference") not in (None, reference_key):
-        return (f"{path}: its drift reference is another architecture ({stored.get('reference')}) than this "
-                f"version of the space gives ({reference_key}); build it again with --restart")
+    # Measured entries and no drift note: a table of --no-drift-correction, or one killed under an
+    # earlier version of this script, which drift-corrected but wrote the note only at the end.
+    # Which it is cannot be told from the file, so the only safe way on is a fresh build.
+    return (f"{path}: its entries carry no drift-correction note (built with --no-drift-correction, or killed "
+            "under an earlier version of this script, which noted it only at the end); if you know it was "
+            "built with --no-drift-correction, continue it with that option, else build it again with --restart")
     return None
 
 
@@ -269,8 +258,8 @@ def parse_args(argv: list[str] | None = None):
                         help="folder of the tables, reports, plots and acceptance.txt (default runs/latency_acceptance)")
     parser.add_argument("--space", default="fbnet", choices=list_spaces(), help="registered search space (default fbnet)")
     parser.add_argument("--resolution", type=positive_int, default=64, help="input side length (default 64)")
-    parser.add_argument("--archs", type=_archs, default=30, help="validation architectures, at least 2 (default 30)")
-    parser.add_argument("--calibration", type=_calibration, default=40,
+    parser.add_argument("--archs", type=compared_models, default=30, help="validation architectures, at least 2 (default 30)")
+    parser.add_argument("--calibration", type=calibration_models, default=40,
                         help="calibration architectures for the corrections: 0 (none, and no refined table: it "
                              "needs --refine-strength -1) or at least 2 (default 40: with 10, the ONNX Runtime "
                              "affine fit missed MAPE 5%% in three runs, 6.5-7.4%%; with 40 it gave 4.5%%)")

@@ -7,7 +7,6 @@ times alone mean little, the ratios measured side by side do.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import platform
@@ -79,11 +78,6 @@ def time_alternating(
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
-def median_ratio(slow: list[float], fast: list[float]) -> float:
-    """Median over rounds of slow / fast: how many times faster ``fast`` is."""
-    return statistics.median(s / f for s, f in zip(slow, fast))
-
-
 def saved_bytes(fn: Callable[[], object]) -> int:
     """Bytes of the tensors autograd saves for backward while fn() runs (each save counted)."""
     total = 0
@@ -110,19 +104,11 @@ def fmt_bytes(n: float) -> str:
     return str(n)
 
 
-def copy_bandwidth_gbs(num_bytes: int = 1 << 28, rounds: int = 9) -> float:
-    """Memory bandwidth of a large ``copy_`` in GB/s (bytes read + bytes written)."""
-    src = torch.ones(num_bytes // 4, dtype=torch.float32)
-    dst = torch.empty_like(src)
-    seconds = time_alternating({"copy": lambda: dst.copy_(src)}, rounds=rounds, min_round_s=0.05)
-    return 2 * num_bytes / seconds["copy"] / 1e9
-
-
 def ratio_of_medians(slow: list[float], fast: list[float]) -> float:
     """median(slow) / median(fast): how many times faster ``fast`` is.
 
-    Unlike :func:`median_ratio` it always agrees with the two median times printed
-    beside it (a median of per-round ratios can say "faster" of the slower median).
+    Unlike a median of per-round ratios it always agrees with the two median times
+    printed beside it (that can say "faster" of the slower median).
     """
     return statistics.median(slow) / statistics.median(fast)
 
@@ -153,14 +139,3 @@ def median_interval(values: list[float], level: float = 0.95) -> tuple[float, fl
 def ratio_interval(slow: list[float], fast: list[float], level: float = 0.95) -> tuple[float, float, float]:
     """:func:`median_interval` of the per-round ratios slow / fast (rounds timed side by side)."""
     return median_interval([s / f for s, f in zip(slow, fast)], level)
-
-
-def non_negative_float(text: str) -> float:
-    """An ``argparse`` type: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value

@@ -608,9 +608,12 @@ def parse_args(argv=None) -> argparse.Namespace:
              "targets_samples": 8}
     full = {"seeds": "0,1,2", "search_epochs": SearchConfig.epochs, "train_epochs": 30, "retrain_seeds": 3,
             "targets_samples": 32}  # warm-up: None, a third of the search epochs (SearchConfig)
+    warmup_given = args.warmup_epochs is not None
     for name, default in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, default)
+    if args.quick and not warmup_given:
+        args.warmup_epochs = min(args.warmup_epochs, args.search_epochs - 1)  # --quick --search-epochs 1: none
     if args.quick:
         args.no_mnist = True
     try:

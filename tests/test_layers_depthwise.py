@@ -146,6 +146,12 @@ def test_under_autocast_it_computes_in_the_autocast_dtype_as_conv2d():
     # bfloat16 keeps 8 bits of mantissa; the two kernels round differently.
     torch.testing.assert_close(out.float(), expected.float(), atol=1e-2, rtol=1e-2)
     torch.testing.assert_close(alone.float(), plain.float(), atol=1e-2, rtol=1e-2)
+    # Autocast leaves float64 alone, in nn.Conv2d and in its drop-in.
+    double = nn.Conv2d(4, 4, 3, padding=1, groups=4).double()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected, out = double(x.double()), DepthwiseConv2d.sharing(double)(x.double())
+    assert out.dtype == expected.dtype == torch.float64
+    torch.testing.assert_close(out, expected)
 
 
 def test_a_convolution_used_twice_in_one_parent_is_swapped_at_both_uses():

@@ -7,8 +7,8 @@ import argparse
 import math
 import os
 
-__all__ = ["non_negative_int", "positive_int", "positive_float", "available_cpus", "check_thread_count",
-           "thread_count", "thread_count_or_default"]
+__all__ = ["non_negative_int", "positive_int", "positive_float", "non_negative_float", "compared_models",
+           "calibration_models", "available_cpus", "check_thread_count", "thread_count", "thread_count_or_default"]
 
 
 def non_negative_int(text: str) -> int:
@@ -29,6 +29,44 @@ def positive_float(text: str) -> float:
     value = float(text)
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _model_count(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of models, got {text!r}") from None
+
+
+def compared_models(text: str) -> int:
+    """Models to judge a latency table on: at least the two an error metric needs."""
+    value = _model_count(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 (error metrics and rank correlations compare "
+                                         f"models), got {value}")
+    return value
+
+
+def calibration_models(text: str) -> int:
+    """Calibration models: 0 (no correction) or enough to fit one."""
+    value = _model_count(text)
+    if value != 0 and value < 2:
+        # The affine fit (and the proportional one reported beside it, and the refined
+        # table) has two parameters: one model cannot fit it.
+        raise argparse.ArgumentTypeError(f"must be 0 (no correction) or at least 2 models (the correction "
+                                         f"has two parameters), got {value}")
     return value
 
 

@@ -106,7 +106,8 @@ def test_search_then_train_from_the_command_line(inputs, capsys, monkeypatch):
                  "--out", str(tmp / "trained-own-data")])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert f"as the search run {run} was: --data {tmp / 'tiny.npz'}, --data-seed 0, --target eager" in captured.err
+    assert f"as the search run {run} was: --data {tmp / 'tiny.npz'}, --data-seed 0, --target eager, --threads 1" \
+        in captured.err
     assert "table scale: x" in captured.out and "(predicted " in captured.out
     options = json.loads((tmp / "trained-own-data" / "config.json").read_text())["options"]
     assert options["data"] == str(tmp / "tiny.npz") and options["target"] == "eager"
@@ -329,3 +330,17 @@ def test_a_baseline_the_run_could_not_build_is_refused_before_the_search(inputs,
                      *options]) == 1
         assert message in capsys.readouterr().err
     assert not runs.exists()  # refused before any run folder was made
+
+
+def test_a_space_too_small_for_the_calibration_asked_is_calibrated_on_what_it_has(inputs):
+    from hwnas.search.pipeline import PipelineConfig, make_space
+    from hwnas.search.tables import calibration_count
+
+    space = make_space(PipelineConfig(space=str(inputs / "space.json")), in_channels=1, num_classes=3)
+    assert space.size() == 9  # 3 candidates in each of 2 layers
+    assert calibration_count(space, 4) == 4
+    with pytest.warns(UserWarning, match="calibrated on 7 models, not the 12 asked for"):
+        assert calibration_count(space, 12) == 7  # 2 of the 9 validate
+    tiny = make_space(PipelineConfig(space=str(inputs / "space.json"), choices=["k3_e1"]), in_channels=1, num_classes=3)
+    with pytest.raises(ValueError, match="has 1 architectures; calibrating its latency table takes 4"):
+        calibration_count(tiny, 12)

@@ -25,6 +25,7 @@ def test_quick_changes_the_defaults_and_keeps_the_options_given(experiment):
     # Before, --quick overrode these silently.
     args = experiment.parse_args(["--quick", "--seeds", "3,4", "--train-epochs", "9", "--targets-samples", "20"])
     assert args.seeds == [3, 4] and args.train_epochs == 9 and args.targets_samples == 20 and args.search_epochs == 4
+    assert experiment.parse_args(["--quick", "--search-epochs", "1"]).warmup_epochs == 0  # its warm-up default fits
     full = experiment.parse_args([])
     assert (full.seeds, full.search_epochs, full.warmup_epochs, full.train_epochs) == ([0, 1, 2], 30, None, 30)
 

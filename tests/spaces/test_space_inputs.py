@@ -159,6 +159,10 @@ def test_an_architecture_of_another_shape_of_the_space_is_refused_not_built_in_t
     narrowed = get_space("fbnet_small", resolution=8, width=0.25, choices=["k3_e1", "skip"]).sample(seed=0)
     with pytest.raises(ValueError, match="other per-layer candidates"):
         plain.validate(narrowed)
+    # Strides are part of the shape: the same layers on 16x16 instead of 32x32 inputs.
+    early = get_space("fbnet", resolution=32, width=0.25, stem_stride=1).sample(seed=0)
+    with pytest.raises(ValueError, match="other stem"):
+        get_space("fbnet", resolution=32, width=0.25).validate(early)
 
 
 def test_strings_where_lists_of_block_names_belong_are_refused():
@@ -200,8 +204,12 @@ def test_what_a_space_could_not_build_is_refused_when_it_is_made():
     with pytest.raises(ValueError, match="stem: unknown activation 'gelu'"):
         make({"out_channels": 16, "kernel": 3, "stride": 1, "activation": "gelu"}, plain)
     odd = make({"out_channels": 15, "kernel": 3, "stride": 1}, {"out_channels": 15, "layers": 1, "choices": ["choice_k3", "skip"]})
-    with pytest.raises(ValueError, match="block 'choice_k3' needs even channel counts, got 15->15"):
+    with pytest.raises(ValueError, match=r"block 'choice_k3' needs an even output channel count .*got 15->15"):
         odd.make_arch(["choice_k3"])
+    # A unit that changes the shape does not split its input: 15 channels in are fine, and it builds.
+    widening = make({"out_channels": 15, "kernel": 3, "stride": 1},
+                    {"out_channels": 32, "layers": 1, "first_stride": 2, "choices": ["choice_k3", "skip"]})
+    assert widening.build(widening.make_arch(["choice_k3"])).eval()(torch.randn(1, 1, 8, 8)).shape == (1, 3)
     with pytest.raises(ValueError, match="channel_multipliers must be positive finite numbers"):
         get_space("fbnetv2", channel_multipliers=[0.0])
     conv = torch.nn.Conv2d(1, 2, 3)

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any, Optional
 
-from hwnas._argtypes import positive_float, positive_int, thread_count
+from hwnas._argtypes import calibration_models, compared_models, non_negative_float, positive_float, positive_int, thread_count
 from hwnas._figures import figure_format
 
 __all__ = ["add_subparser", "main", "MAX_FLUSH_MB"]
@@ -41,45 +41,6 @@ def _flush_mb(text: str) -> float:
     if not (math.isfinite(value) and 0 <= value <= cap):
         limit = f"{cap:g}" + ("" if cap == MAX_FLUSH_MB else " (half of this machine's memory)")
         raise argparse.ArgumentTypeError(f"must be a number of MiB from 0 to {limit}, got {text}")
-    return value
-
-
-def _model_count(text: str) -> int:
-    """A whole number of models, as typed."""
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of models, got {text!r}") from None
-
-
-def _calibration_count(text: str) -> int:
-    """``--calibration``: 0 (no correction) or enough models to fit one."""
-    value = _model_count(text)
-    if value != 0 and value < 2:
-        # The affine fit (and the proportional one reported beside it, and the refined
-        # table) has two parameters: one model cannot fit it.
-        raise argparse.ArgumentTypeError(f"must be 0 (no correction) or at least 2 models (the correction "
-                                         f"has two parameters), got {value}")
-    return value
-
-
-def _num_archs(text: str) -> int:
-    """``--num-archs``: at least the two models an error metric needs."""
-    value = _model_count(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2 (error metrics and rank correlations compare "
-                                         f"models), got {value}")
-    return value
-
-
-def _refine_strength(text: str) -> float:
-    """``--refine-strength``: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, e.g. 0.03, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, e.g. 0.03, got {text}")
     return value
 
 
@@ -368,13 +329,13 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
     validate.add_argument("--space-file", default=None,
                           help="the space JSON file of a table built for a user-defined space (a registered "
                                "space is rebuilt from the name and options the table stores)")
-    validate.add_argument("--num-archs", type=_num_archs, default=30,
+    validate.add_argument("--num-archs", type=compared_models, default=30,
                           help="random architectures measured end to end, at least 2 (default 30)")
-    validate.add_argument("--calibration", type=_calibration_count, default=10,
+    validate.add_argument("--calibration", type=calibration_models, default=10,
                           help="extra architectures to fit the correction on: 0 (no correction) or at least 2 "
                                "(default 10)")
     validate.add_argument("--seed", type=int, default=0, help="seed of the architecture sample (default 0)")
-    validate.add_argument("--refine-strength", type=_refine_strength, default=None,
+    validate.add_argument("--refine-strength", type=non_negative_float, default=None,
                           help="also report the table refined on the calibration models (every entry fitted to "
                                "whole-model costs, pulled towards the scaled standalone entries with this "
                                "strength, e.g. 0.03); needs a few dozen --calibration models")

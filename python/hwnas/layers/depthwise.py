@@ -85,9 +85,9 @@ class DepthwiseConv2d(nn.Conv2d):
         if unbatched:
             x = x.unsqueeze(0)
         weight, bias = self.weight, self.bias
-        if torch.is_autocast_enabled(x.device.type):
-            # nn.Conv2d runs in autocast's lower precision (and takes float32 inputs
-            # there); so does its drop-in, whose native op has no autocast rule of its own.
+        if torch.is_autocast_enabled(x.device.type) and x.is_floating_point() and x.dtype != torch.float64:
+            # nn.Conv2d runs in autocast's lower precision, its float32 weight cast too
+            # (float64 is left alone); so does its drop-in, whose native op has no autocast rule.
             dtype = torch.get_autocast_dtype(x.device.type)
             x, weight = x.to(dtype), weight.to(dtype)
             bias = bias.to(dtype) if bias is not None else None

@@ -246,8 +246,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def _fill_from_search_run(args: argparse.Namespace) -> None:
-    """``--data``, ``--data-seed``, ``--limit`` and ``--target`` not given: a search run
-    folder's own (said on stderr), else digits, 0, none and eager."""
+    """``--data``, ``--data-seed``, ``--limit``, ``--target`` and ``--threads`` not given: a
+    search run folder's own (said on stderr), else digits, 0, none, eager and 1."""
     import os
 
     from hwnas.runs import RunDir
@@ -260,9 +260,15 @@ def _fill_from_search_run(args: argparse.Namespace) -> None:
                 pipeline = stored["pipeline"]
                 own = {"data": pipeline["data"], "data_seed": pipeline["data_seed"], "limit": pipeline["limit"],
                        "target": pipeline["target"]}
+                from hwnas._argtypes import available_cpus
+
+                # The threads its table was measured with, so that the model is measured on
+                # the table's scale (a run from a machine with more cores: this one's default).
+                if isinstance(pipeline.get("threads"), int) and 1 <= pipeline["threads"] <= available_cpus():
+                    own["threads"] = pipeline["threads"]
         except (OSError, ValueError, KeyError, TypeError):
             own = {}  # not a readable search run: the plain defaults
-    defaults = {"data": "digits", "data_seed": 0, "limit": None, "target": "eager"}
+    defaults = {"data": "digits", "data_seed": 0, "limit": None, "target": "eager", "threads": 1}
     taken = []
     for key, default in defaults.items():
         if getattr(args, key) is None:
@@ -283,7 +289,8 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order (default 0)")
     parser.add_argument("--target", default=None,
                         help="latency target measured after training (default: a search run's own, else eager)")
-    parser.add_argument("--threads", type=thread_count, default=1, help="threads of the latency measurement (default 1)")
+    parser.add_argument("--threads", type=thread_count, default=None,
+                        help="threads of the latency measurement (default: a search run's own, else 1)")
     parser.add_argument("--scale-rounds", type=non_negative_int, default=3,
                         help="for a search run's architecture on the run's own target and threads: measure it as the "
                              "search measured its own, in this many rounds round-robin with the run's latency-table "

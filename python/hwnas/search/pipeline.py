@@ -323,7 +323,14 @@ def search_pipeline(config: PipelineConfig, out: Optional[str] = None, runs_dir:
     arch_split_size(len(splits.train), search_config.arch_fraction)
     space = make_space(config, splits.in_channels, splits.num_classes)
     if config.baseline:
-        _check_baseline(config, splits)
+        try:
+            _check_baseline(config, splits)
+        except ValueError as exc:
+            if resume is None:
+                raise
+            # A run begun by an earlier version, which accepted this: it goes on without one.
+            log(f"warning: {exc}; this run continues without a baseline")
+            config = dataclasses.replace(config, baseline=False)
     target = get_target(config.target, threads=config.threads)
     if resume is None:
         keep = _new_run_keep(keep_checkpoints)

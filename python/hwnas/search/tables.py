@@ -77,6 +77,28 @@ def table_cache_path(space: Any, target: Any, cache_dir: Optional[str] = None, d
     return os.path.join(cache_dir or default_cache_dir(), "latency", name)
 
 
+def calibration_count(space: Any, calibrate: int) -> int:
+    """The calibration models a table of ``space`` gets for ``calibrate`` (``--calibrate``):
+    at least 2, and no more than the space's distinct architectures leave beside the 2
+    validation ones (a small user space; said in a warning).
+
+    Raises:
+        ValueError: The space has fewer than 4 architectures.
+    """
+    import warnings
+
+    size = space.size()
+    if size < 4:
+        raise ValueError(f"space {space.name!r} has {size} architectures; calibrating its latency table takes 4 "
+                         "(2 to fit, 2 to check): search it without calibration (--calibrate 0, calibrate=0)")
+    count = max(2, int(calibrate))
+    if count > size - 2:
+        warnings.warn(f"space {space.name!r} has {size} architectures: its table is calibrated on {size - 2} "
+                      f"models, not the {count} asked for (--calibrate)", stacklevel=2)
+        count = size - 2
+    return count
+
+
 def cached_table(space: Any, target: Any, cache_dir: Optional[str] = None, config: Any = None,
                  progress: bool = True, calibrate: int = 0, seed: int = 0, drift_correction: bool = False,
                  calibration_config: Any = None):
@@ -124,12 +146,13 @@ def cached_table(space: Any, target: Any, cache_dir: Optional[str] = None, confi
         target = drift_corrected_target(target, space, stored)
         target.calibrate(config)
         notes = {"drift_correction": target.describe()}
+    calibration = calibration_count(space, calibrate) if calibrate > 0 else 0  # refused before any building
     table = build_table(space, target, path, config=config, resume=True, progress=progress, notes=notes)
     stale = bool(table.correction) and table.correction.get("calibration") != CALIBRATION_VERSION
     if calibrate > 0 and (not table.correction or stale):
         from hwnas.latency.validation import validate_table
 
-        validate_table(table, space, target, num_archs=2, num_calibration=max(2, calibrate), seed=seed,
+        validate_table(table, space, target, num_archs=2, num_calibration=calibration, seed=seed,
                        config=calibration_config or calibration_timing(table), progress=progress,
                        store_correction=True, intercept=False, vary_skips=True, depth=True,
                        rounds=CALIBRATION_ROUNDS)

@@ -34,6 +34,7 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import math
@@ -407,10 +408,12 @@ class SearchSpace:
                 raise ValueError(
                     f"layer {layer.index}: block {choice!r} needs channels divisible by {spec.groups}, got {layer.c_in}->{layer.c_out}"
                 )
-            if spec.family in ("choice", "choicex") and (layer.c_in % 2 or layer.c_out % 2):
-                # ShuffleNetV2 units split the channels in two halves.
-                raise ValueError(f"layer {layer.index}: block {choice!r} needs even channel counts, got "
-                                 f"{layer.c_in}->{layer.c_out}")
+            splits = layer.stride == 1 and layer.c_in == layer.c_out
+            if spec.family in ("choice", "choicex") and (layer.c_out % 2 or (splits and layer.c_in % 2)):
+                # ShuffleNetV2 units shuffle their output in two groups, and a unit that keeps
+                # its shape splits its input in two halves.
+                raise ValueError(f"layer {layer.index}: block {choice!r} needs an even output channel count "
+                                 f"(and an even input when it keeps the shape), got {layer.c_in}->{layer.c_out}")
             if spec.family in ("choice", "choicex") and layer.changes_shape and layer.c_out <= layer.c_in:
                 raise ValueError(f"layer {layer.index}: block {choice!r} cannot reduce channels {layer.c_in}->{layer.c_out}")
 
@@ -424,22 +427,12 @@ class SearchSpace:
         def normalized(options: Any) -> str:
             return json.dumps(dict(options), sort_keys=True, default=repr)
 
-        if normalized(arch.space_options) == normalized(self.options):
+        theirs = normalized(arch.space_options)
+        mine = normalized(self.options)
+        if theirs == mine:
             return None  # the usual case, and the only one for user spaces (they record none)
-        try:
-            theirs = get_space(arch.space, resolution=arch.resolution, width=arch.width, **dict(arch.space_options))
-        except (TypeError, ValueError) as exc:
-            return f"no space this one can be compared with ({exc})"
-        mine = self if arch.resolution == self.resolution else get_space(
-            self.name, resolution=arch.resolution, width=self.width, **self.options)
-        for what, a, b in (("input channels", theirs.in_channels, mine.in_channels),
-                           ("classes", theirs.num_classes, mine.num_classes),
-                           ("head channels", theirs.head_channels, mine.head_channels),
-                           ("per-layer candidates", [l.choices for l in theirs.layers], [l.choices for l in mine.layers]),
-                           ("per-layer widths", [l.c_out for l in theirs.layers], [l.c_out for l in mine.layers])):
-            if a != b:
-                return f"other {what} ({a} there, {b} here)"
-        return None  # the same shape, written differently (e.g. a default given explicitly)
+        return _shape_difference(arch.space, self.name, self.version, arch.resolution, self.resolution, arch.width,
+                                 self.width, theirs, mine)
 
     def make_arch(self, choices: Sequence[str] | str, *, resolution: int | None = None, channels: Sequence[int] | None = None) -> Architecture:
         """Makes (and validates) an architecture of this space.
@@ -679,6 +672,34 @@ def register_space(name: str, factory: Callable[..., SearchSpace] | None = None,
 def list_spaces() -> list[str]:
     """Registered space names."""
     return sorted(_SPACE_FACTORIES)
+
+
+def _shape_signature(space: "SearchSpace") -> dict[str, Any]:
+    """What makes two shapes of a registered space different networks: stem, head and
+    every layer's candidates, channels, stride and input size."""
+    return {"input channels": space.in_channels, "classes": space.num_classes, "head channels": space.head_channels,
+            "stem": dict(space.stem_spec), "head": dict(space.head_spec),
+            "per-layer candidates": [l.choices for l in space.layers],
+            "per-layer channels": [(l.c_in, l.c_out) for l in space.layers],
+            "per-layer strides and input sizes": [(l.stride, tuple(l.in_hw)) for l in space.layers]}
+
+
+@functools.lru_cache(maxsize=256)
+def _shape_difference(arch_space: str, name: str, version: int, arch_resolution: int, resolution: int,
+                      arch_width: float, width: float, theirs: str, mine: str) -> str | None:
+    """:meth:`SearchSpace._options_difference` for options that differ as written (JSON
+    texts ``theirs`` and ``mine``), cached: spaces are rebuilt here, and validation runs
+    for every sampled architecture."""
+    try:
+        their_space = get_space(arch_space, resolution=arch_resolution, width=arch_width, **json.loads(theirs))
+        my_space = get_space(name, resolution=arch_resolution, width=width, **json.loads(mine))
+    except (TypeError, ValueError) as exc:
+        return f"no space this one can be compared with ({exc})"
+    a, b = _shape_signature(their_space), _shape_signature(my_space)
+    for what in a:
+        if a[what] != b[what]:
+            return f"other {what} ({a[what]} there, {b[what]} here)"
+    return None  # the same shape, written differently (e.g. a default given explicitly)
 
 
 def _activation_name(where: str, name: Any) -> Any:
