@@ -12,7 +12,7 @@ __all__ = ["configure_search", "run_search", "configure_train", "run_train"]
 
 _SEARCH_EPILOG = """\
 examples:
-  hwnas search                                  # digits (8x8), fbnet_small x0.25, eager CPU: about 9 min on 2 cores
+  hwnas search                                  # digits (8x8), fbnet_small x0.25, eager CPU: 9-12 min on 2 cores
   hwnas search --objective hard_target --target-us 400
   hwnas search --data ../shared/data/mnist-t10k --resolution 28 --target onnxruntime
   hwnas search --resume runs/search-20261121-101500   # continue an interrupted run
