@@ -18,22 +18,13 @@ from hwnas.latency.predictors import (
 from hwnas.latency.table import LOCATION_STATISTICS, LatencyTable, TableEntry
 from hwnas.latency.targets import get_target
 from hwnas.latency.validation import fit_linear_correction, sample_spread_architectures, validate_table
-from hwnas.spaces import SearchSpace, get_space
+from hwnas.spaces import get_space
+
+from _latency_fixtures import make_tiny_space
 
 FINGERPRINT = {"target": "synthetic"}
 
 
-def _tiny(**changes):
-    """The ``tiny_space`` fixture's definition, with ``changes``."""
-    definition = dict(
-        stages=[
-            {"out_channels": 8, "layers": 2, "first_stride": 1, "choices": ["k3_e1", "k3_e3", "skip"]},
-            {"out_channels": 16, "layers": 2, "first_stride": 2, "choices": ["k3_e1", "k5_e3", "skip"]},
-        ],
-        resolution=8, in_channels=3, num_classes=4,
-        stem={"out_channels": 8, "kernel": 3, "stride": 1, "activation": "relu"}, head={"out_channels": 16},
-    )
-    return SearchSpace("latency_test_tiny", **{**definition, **changes})
 
 
 def _table(space, fingerprint=FINGERPRINT, keys=None):
@@ -87,7 +78,7 @@ def test_fits_from_models_refuse_architectures_of_another_space(foreign, match):
 
 def test_fits_from_models_refuse_an_architecture_at_another_resolution_choice():
     # validate() accepts any of the space's resolutions; the fitted keys are those of the default one.
-    space = _tiny(resolution_choices=[8, 16])
+    space = make_tiny_space(resolution_choices=[8, 16])
     archs = [space.make_arch(space.sample(seed=s).choices, resolution=r) for s, r in enumerate((8, 8, 16))]
     truth = _table(space)
     measured = [50.0, 60.0, 70.0]
@@ -98,7 +89,7 @@ def test_fits_from_models_refuse_an_architecture_at_another_resolution_choice():
 
 
 def test_refine_refuses_a_table_of_another_space_shape(tiny_space):
-    ten_classes = _table(_tiny(num_classes=10))
+    ten_classes = _table(make_tiny_space(num_classes=10))
     archs = [tiny_space.sample(seed=s) for s in range(3)]
     measured = [_eq3(_table(tiny_space), a) for a in archs]
     with pytest.raises(ValueError, match="head entry 'head\\|c16-4.*build a table for this space"):
@@ -270,7 +261,7 @@ def test_energy_values_must_be_finite_numbers(tiny_space, bad):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(space=_tiny(num_classes=10)), r"keys do not match the search space's.*head entry 'head\|c16-10"),
+    (dict(space=make_tiny_space(num_classes=10)), r"keys do not match the search space's.*head entry 'head\|c16-10"),
     (dict(extra_statistics=["p99"]), "no statistic 'p99' to predict with"),
     (dict(extra_statistics=["std"]), "no statistic 'std' to predict with"),
     (dict(extra_statistics="p10"), "extra_statistics must be a list of statistic names"),
@@ -335,7 +326,7 @@ def test_with_statistic_accepts_only_location_statistics(tiny_space, spread):
 
 
 def test_spread_sampling_refuses_more_architectures_than_the_space_has():
-    small = _tiny(stages=[{"out_channels": 8, "layers": 2, "first_stride": 1, "choices": ["k3_e1", "skip"]}])
+    small = make_tiny_space(stages=[{"out_channels": 8, "layers": 2, "first_stride": 1, "choices": ["k3_e1", "skip"]}])
     assert small.size() == 4
     with pytest.raises(ValueError, match="cannot draw 5 distinct architectures .*it has only 4"):
         sample_spread_architectures(small, 5)

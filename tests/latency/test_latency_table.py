@@ -8,6 +8,8 @@ from hwnas.latency.table import LatencyTable, entry_key
 from hwnas.latency.targets import get_target
 from hwnas.spaces import get_space
 
+from _latency_fixtures import make_tiny_space
+
 
 class _Stop(Exception):
     pass
@@ -195,31 +197,19 @@ def test_predict_refuses_another_space_version(tiny_space):
         table.predict(Architecture(**{**arch.__dict__, "space_version": 2}))
 
 
-def _tiny_variant(**changes):
-    from hwnas.spaces import SearchSpace
-
-    definition = dict(
-        stages=[
-            {"out_channels": 8, "layers": 2, "first_stride": 1, "choices": ["k3_e1", "k3_e3", "skip"]},
-            {"out_channels": 16, "layers": 2, "first_stride": 2, "choices": ["k3_e1", "k5_e3", "skip"]},
-        ],
-        resolution=8, in_channels=3, num_classes=4,
-        stem={"out_channels": 8, "kernel": 3, "stride": 1, "activation": "relu"}, head={"out_channels": 16},
-    )
-    return SearchSpace("latency_test_tiny", **{**definition, **changes})
 
 
 def test_check_space_compares_every_entry_key(tiny_space):
     table = _synthetic_table(tiny_space)
     table.check_space(tiny_space, require_complete=True)
     with pytest.raises(ValueError, match="head entry 'head|c16-7"):
-        table.check_space(_tiny_variant(num_classes=7))
+        table.check_space(make_tiny_space(num_classes=7))
     with pytest.raises(ValueError, match="stem entry 'stem|c1-8"):
-        table.check_space(_tiny_variant(in_channels=1))
+        table.check_space(make_tiny_space(in_channels=1))
     with pytest.raises(ValueError, match="width 0.5"):
-        table.check_space(_tiny_variant(width=0.5))
+        table.check_space(make_tiny_space(width=0.5))
     with pytest.raises(ValueError, match="at 16x16"):
-        table.check_space(_tiny_variant(resolution=16))
+        table.check_space(make_tiny_space(resolution=16))
     del table.entries[table.head_key]
     table.check_space(tiny_space)
     with pytest.raises(ValueError, match="incomplete: 1 entries missing"):
@@ -228,7 +218,7 @@ def test_check_space_compares_every_entry_key(tiny_space):
 
 def test_merge_refuses_a_table_of_another_space_shape(tiny_space, fast_timing, tmp_path):
     table = _synthetic_table(tiny_space)
-    other = _synthetic_table(_tiny_variant(num_classes=7))
+    other = _synthetic_table(make_tiny_space(num_classes=7))
     with pytest.raises(ValueError, match="different shapes of space 'latency_test_tiny'.*num_classes"):
         table.merge(other)
     assert len(table.entries) == len(table.required_keys())  # nothing was added

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any, Optional
 
-from hwnas._argtypes import non_negative_int, thread_count, thread_count_or_default
+from hwnas._argtypes import available_cpus, non_negative_int, thread_count, thread_count_or_default
 
 __all__ = ["configure_search", "run_search", "configure_train", "run_train"]
 
@@ -260,8 +260,6 @@ def _fill_from_search_run(args: argparse.Namespace) -> None:
                 pipeline = stored["pipeline"]
                 own = {"data": pipeline["data"], "data_seed": pipeline["data_seed"], "limit": pipeline["limit"],
                        "target": pipeline["target"]}
-                from hwnas._argtypes import available_cpus
-
                 # The threads its table was measured with, so that the model is measured on
                 # the table's scale (a run from a machine with more cores: this one's default).
                 if isinstance(pipeline.get("threads"), int) and 1 <= pipeline["threads"] <= available_cpus():
