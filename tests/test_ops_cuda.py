@@ -119,3 +119,73 @@ def test_depthwise_conv2d_cuda_large_grid():
 def test_depthwise_conv2d_device_mismatch_message():
     with pytest.raises(RuntimeError, match="weight is on cpu but x is on cuda:0; move them to the same device"):
         depthwise_conv2d(torch.ones(2, 3, 4, 4, device="cuda"), torch.ones(3, 1, 3, 3), 1, 1)
+
+
+def test_weighted_sum_cuda_float16_many_branches_rounds_once():
+    # Above 16 branches the CUDA forward runs several launches; the running sum must stay
+    # in float32 between them, as the CPU keeps it, and not be rounded to float16 each time.
+    n = 40
+    xs = [torch.randn(2, 3, 33, dtype=torch.float16) for _ in range(n)]
+    w = torch.randn(n, dtype=torch.float32)
+    want = weighted_sum(xs, w)
+    got = weighted_sum([x.cuda() for x in xs], w.cuda()).cpu()
+    exact = sum(wi * x.float() for wi, x in zip(w, xs))
+    # One rounding to float16 is at most half a unit in the last place (2**-11 relative).
+    torch.testing.assert_close(got.float(), exact, atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_weighted_sum_cuda_weight_grad_is_deterministic(per_sample):
+    xs = [torch.randn(8, 64, 32, 32, device="cuda") for _ in range(5)]
+    w = torch.randn((8, 5) if per_sample else (5,), device="cuda")
+    grad = torch.randn_like(xs[0])
+    runs = [torch.ops.hwnas.weighted_sum_backward(grad, xs, w, True, True)[1] for _ in range(3)]
+    assert all(torch.equal(r, runs[0]) for r in runs)
+
+
+def test_weighted_sum_backward_cuda_refuses_grad_on_another_device():
+    xs = [torch.randn(2, 3, device="cuda") for _ in range(2)]
+    w = torch.randn(2, device="cuda")
+    with pytest.raises(RuntimeError, match="grad is on cpu but the branches are on cuda:0"):
+        torch.ops.hwnas.weighted_sum_backward(torch.randn(2, 3), xs, w, True, True)
+
+
+@pytest.mark.parametrize("k", [3, 70])  # 70 > 64 widths go through a device buffer
+def test_channel_mask_cuda_many_widths(k):
+    x = torch.randn(2, 80, 3, dtype=torch.float64)
+    widths = list(range(80 - k + 1, 81))
+    gates = torch.softmax(torch.randn(k, dtype=torch.float64), -1)
+
+    def fn(x, gates):
+        return channel_mask(x, gates, widths)
+
+    cpu_out, cpu_grads = _grads(fn, [x, gates])
+    cuda_out, cuda_grads = _grads(fn, [x.cuda(), gates.cuda()])
+    torch.testing.assert_close(cuda_out, cpu_out)
+    for got, want in zip(cuda_grads, cpu_grads):
+        torch.testing.assert_close(got, want)
+
+
+def test_channel_mask_backward_cuda_device_mismatch_message():
+    gates = torch.tensor([0.5, 0.5], device="cuda")
+    with pytest.raises(RuntimeError, match="gates are on cuda:0 but x is on cpu"):
+        torch.ops.hwnas.channel_mask_backward(torch.ones(2, 4, 3), torch.ones(2, 4, 3), gates, [2, 4], True, True)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_ops_run_on_the_inputs_device():
+    # The kernels guard the inputs' device: tensors on cuda:1 while cuda:0 is current.
+    dev = torch.device("cuda:1")
+    xs = [torch.randn(2, 8, 5, 5, device=dev, requires_grad=True) for _ in range(3)]
+    w = torch.randn(3, device=dev, requires_grad=True)
+    gates = torch.randn(2, device=dev, requires_grad=True)
+    filt = torch.randn(8, 1, 3, 3, device=dev, requires_grad=True)
+    out = depthwise_conv2d(channel_mask(weighted_sum(xs, w), gates, [4, 8]), filt, 1, 1)
+    out.sum().backward()
+    cpu = [t.detach().cpu().requires_grad_() for t in (*xs, w, gates, filt)]
+    want = depthwise_conv2d(channel_mask(weighted_sum(cpu[:3], cpu[3]), cpu[4], [4, 8]), cpu[5], 1, 1)
+    want.sum().backward()
+    torch.testing.assert_close(out.detach().cpu(), want.detach(), atol=1e-4, rtol=1e-4)
+    for got, ref in zip((*xs, w, gates, filt), cpu):
+        torch.testing.assert_close(got.grad.cpu(), ref.grad, atol=1e-4, rtol=1e-4)

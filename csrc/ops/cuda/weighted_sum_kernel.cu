@@ -13,6 +13,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "../common/dense_layout.h"
@@ -44,21 +45,31 @@ int blocks_for(int64_t numel) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((numel + kThreads - 1) / kThreads, int64_t(sms) * 32)));
 }
 
-// out = (accumulate ? out : 0) + sum_{i < count} w[sample, first + i] * x_i
+// One launch mixes branches [first, first + count):
+//   acc = (partial_in ? partial_in[k] : 0) + sum_{i < count} w[sample, first + i] * x_i[k]
+// and writes acc to out (the last launch, rounded once to scalar_t) or to partial_out.
+// With more than kMaxBranches branches the running sum stays in acc_t between launches,
+// so 16-bit outputs are rounded once, as on the CPU (which keeps its tile in float).
+// partial_in, partial_out and out may alias (float32/float64 accumulate in out).
 template <typename scalar_t, typename acc_t>
 __global__ void weighted_sum_forward_kernel(
     BranchPointers<scalar_t> x, const acc_t* __restrict__ w, int64_t w_row_stride, int first,
-    int count, int64_t numel, int64_t per_sample, bool accumulate, scalar_t* __restrict__ out) {
+    int count, int64_t numel, int64_t per_sample, const acc_t* partial_in, acc_t* partial_out,
+    scalar_t* out) {
   for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < numel;
        k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const acc_t* wrow = w + (k / per_sample) * w_row_stride + first;
-    acc_t acc = accumulate ? static_cast<acc_t>(out[k]) : acc_t(0);
+    acc_t acc = partial_in != nullptr ? partial_in[k] : acc_t(0);
     for (int i = 0; i < count; ++i) {
       const acc_t wi = wrow[i];
       // A zero weight skips the load: its branch is never read.
       if (wi != acc_t(0)) acc = mix_accumulate(acc, wi, x.data[i][k]);
     }
-    out[k] = static_cast<scalar_t>(acc);
+    if (out != nullptr) {
+      out[k] = static_cast<scalar_t>(acc);
+    } else {
+      partial_out[k] = acc;
+    }
   }
 }
 
@@ -76,28 +87,43 @@ at::Tensor weighted_sum_cuda(at::TensorList branches_in, const at::Tensor& weigh
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, out.scalar_type(), "hwnas_weighted_sum_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const at::Tensor w = weights.to(c10::CppTypeToScalarType<acc_t>::value).contiguous();
+    const auto acc_dtype = c10::CppTypeToScalarType<acc_t>::value;
+    const at::Tensor w = weights.to(acc_dtype).contiguous();
+    // Where the running sum lives between launches (only needed above kMaxBranches).
+    at::Tensor partial_buffer;
+    acc_t* partial = nullptr;
+    if (n > kMaxBranches) {
+      if constexpr (std::is_same_v<scalar_t, acc_t>) {
+        partial = out.mutable_data_ptr<acc_t>();
+      } else {
+        partial_buffer = at::empty({numel}, out.options().dtype(acc_dtype));
+        partial = partial_buffer.mutable_data_ptr<acc_t>();
+      }
+    }
     for (int64_t first = 0; first < n; first += kMaxBranches) {
       const int count = static_cast<int>(std::min<int64_t>(kMaxBranches, n - first));
+      const bool last = first + count == n;
       BranchPointers<scalar_t> ptrs{};
       for (int i = 0; i < count; ++i) ptrs.data[i] = branches[first + i].const_data_ptr<scalar_t>();
       weighted_sum_forward_kernel<scalar_t, acc_t><<<blocks_for(numel), kThreads, 0, stream>>>(
           ptrs, w.const_data_ptr<acc_t>(), n, static_cast<int>(first), count, numel, per_sample,
-          first > 0, out.mutable_data_ptr<scalar_t>());
+          first > 0 ? partial : nullptr, partial, last ? out.mutable_data_ptr<scalar_t>() : nullptr);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });
   return out;
 }
 
-// One pass over grad: grad_x_i = w_i * grad for every branch, and per-sample partial
-// dot products <grad, x_i> reduced in shared memory and added to dots[sample, i].
-// A block never straddles two samples: the grid is laid out per sample.
+// One pass over grad: grad_x_i = w_i * grad for every branch, and the block's partial
+// dot products <grad, x_i> reduced in shared memory into block_dots[block, i]. A block
+// never straddles two samples: the grid is laid out per sample. The partials are summed
+// afterwards in a fixed order (no atomics), so the weight gradient is deterministic, as
+// on the CPU.
 template <typename scalar_t, typename acc_t>
 __global__ void weighted_sum_backward_kernel(
     const scalar_t* __restrict__ grad, BranchPointers<scalar_t> x, GradPointers<scalar_t> gx,
     const acc_t* __restrict__ w, int64_t n, int first, int count, int64_t per_sample,
-    int blocks_per_sample, bool want_branches, bool want_weights, acc_t* __restrict__ dots) {
+    int blocks_per_sample, bool want_branches, bool want_weights, acc_t* __restrict__ block_dots) {
   __shared__ acc_t partial[kMaxBranches][kThreads];
   const int64_t sample = blockIdx.x / blocks_per_sample;
   const int64_t block_in_sample = blockIdx.x % blocks_per_sample;
@@ -123,7 +149,7 @@ __global__ void weighted_sum_backward_kernel(
     __syncthreads();
   }
   if (threadIdx.x == 0) {
-    for (int i = 0; i < count; ++i) atomicAdd(dots + sample * n + first + i, partial[i][0]);
+    for (int i = 0; i < count; ++i) block_dots[blockIdx.x * n + first + i] = partial[i][0];
   }
 }
 
@@ -138,6 +164,10 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> weighted_sum_backward_cuda(
     check_weighted_sum_inputs(branches_in, weights);
     TORCH_CHECK(branches_in[0].sizes() == grad_in.sizes(), where, ": grad has shape ", grad_in.sizes(),
                 " but the branches have shape ", branches_in[0].sizes());
+    // The CPU kernel gets only CPU tensors; here grad could sit on another device than
+    // the branches (the kernel would read a foreign pointer).
+    TORCH_CHECK(grad_in.device() == branches_in[0].device(), where, ": grad is on ", grad_in.device(),
+                " but the branches are on ", branches_in[0].device(), "; move them to the same device");
   } else {
     check_mixture_weights(where, weights, n, grad_in.sizes(), grad_in.scalar_type(), grad_in.device());
   }
@@ -168,7 +198,11 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> weighted_sum_backward_cuda(
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, grad.scalar_type(), "hwnas_weighted_sum_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const at::Tensor w = weights.to(c10::CppTypeToScalarType<acc_t>::value).contiguous();
-    at::Tensor dots = at::zeros({samples, n}, grad.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
+    // Every block writes its partial dots of every branch: no zeroing needed.
+    at::Tensor block_dots = weights_need_grad
+                                ? at::empty({samples * blocks_per_sample, n},
+                                            grad.options().dtype(c10::CppTypeToScalarType<acc_t>::value))
+                                : at::Tensor();
     for (int64_t first = 0; first < n; first += kMaxBranches) {
       const int count = static_cast<int>(std::min<int64_t>(kMaxBranches, n - first));
       BranchPointers<scalar_t> xs{};
@@ -181,10 +215,15 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> weighted_sum_backward_cuda(
           <<<static_cast<unsigned>(samples * blocks_per_sample), kThreads, 0, stream>>>(
               grad.const_data_ptr<scalar_t>(), xs, gxs, w.const_data_ptr<acc_t>(), n, static_cast<int>(first),
               count, per_sample, blocks_per_sample, branches_need_grad, weights_need_grad,
-              dots.mutable_data_ptr<acc_t>());
+              weights_need_grad ? block_dots.mutable_data_ptr<acc_t>() : nullptr);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
-    if (weights_need_grad) grad_weights.copy_(dots.reshape(grad_weights.sizes()));
+    if (weights_need_grad) {
+      // The blocks' partials of each sample summed in double, as the CPU sums its tiles'.
+      const at::Tensor dots =
+          block_dots.view({samples, blocks_per_sample, n}).sum({1}, /*keepdim=*/false, at::kDouble);
+      grad_weights.copy_(dots.reshape(grad_weights.sizes()));
+    }
   });
   return {grad_branches, grad_weights};
 }
