@@ -16,6 +16,7 @@
 #include <torch/python.h>
 #include <torch/script.h>
 
+#include <cmath>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
@@ -50,6 +51,15 @@ TimingConfig config_from_dict(const py::dict& d) {
     else throw std::invalid_argument("unknown timing config key '" + key + "'");
   }
   return c;
+}
+
+// Runs Python's signal handlers (Ctrl-C -> KeyboardInterrupt) between body calls. A
+// Python function body checks signals itself, but a builtin callable and the GIL-free
+// paths never would, and the loop would ignore Ctrl-C until its budget was spent.
+// Takes the GIL only for the check (a no-op off the main thread).
+void check_python_signals() {
+  py::gil_scoped_acquire gil;
+  if (PyErr_CheckSignals() != 0) throw py::error_already_set();
 }
 
 py::dict result_to_dict(const TimingResult& r) {
@@ -89,7 +99,7 @@ py::dict time_python(py::object callable, const py::dict& config) {
     if (out == nullptr) throw py::error_already_set();
     Py_DECREF(out);
   };
-  return result_to_dict(run_timing(body, c));
+  return result_to_dict(run_timing(body, c, check_python_signals));
 }
 
 py::dict time_script_module(const py::bytes& serialized, const std::vector<at::Tensor>& inputs,
@@ -107,7 +117,7 @@ py::dict time_script_module(const py::bytes& serialized, const std::vector<at::T
     c10::InferenceMode inference;
     auto& m = *function;
     Body body = [&m, &args]() { (void)m(args); };
-    result = run_timing(body, c);
+    result = run_timing(body, c, check_python_signals);
   }
   return result_to_dict(result);
 }
@@ -140,7 +150,7 @@ py::dict time_operator(const std::string& name, const std::string& overload, con
       stack = prototype;  // callBoxed consumes its arguments
       handle.callBoxed(stack);
     };
-    result = run_timing(body, c);
+    result = run_timing(body, c, check_python_signals);
   }
   return result_to_dict(result);
 }
@@ -156,7 +166,15 @@ void bind(pybind11::module_& m) {
   t.def("time_operator", &time_operator, py::arg("name"), py::arg("overload"), py::arg("args"), py::arg("config"),
         "Times a registered dispatcher operator called boxed with fixed arguments, GIL released.");
   t.def(
-      "time_empty", [](const py::dict& config) { return result_to_dict(measure_empty_body(config_from_dict(config))); },
+      "time_empty", [](const py::dict& config) {
+        const TimingConfig c = config_from_dict(config);
+        TimingResult r;
+        {
+          py::gil_scoped_release no_gil;
+          r = measure_empty_body(c, check_python_signals);
+        }
+        return result_to_dict(r);
+      },
       py::arg("config"), "Times an empty body: the harness's own per-iteration overhead.");
   t.def("clock_pair_cost_ns", &clock_pair_cost_ns, py::arg("repeats") = 101,
         "Median cost of two consecutive steady_clock::now() reads, in nanoseconds.");
@@ -165,6 +183,13 @@ void bind(pybind11::module_& m) {
   t.def(
       "statistics",
       [](const std::vector<double>& samples, double confidence) {
+        if (!(confidence > 0 && confidence < 1))
+          throw std::invalid_argument("statistics: confidence must be in (0, 1), got " + std::to_string(confidence));
+        // NaN breaks std::sort's ordering (undefined behaviour), inf every statistic.
+        for (size_t i = 0; i < samples.size(); ++i)
+          if (!std::isfinite(samples[i]))
+            throw std::invalid_argument("statistics: sample " + std::to_string(i) + " is not finite (" +
+                                        std::to_string(samples[i]) + ")");
         TimingResult r;
         r.samples_ns = samples;
         compute_statistics(r, confidence);

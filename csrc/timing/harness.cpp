@@ -91,13 +91,16 @@ class CacheFlusher {
 void check_config(const TimingConfig& c) {
   auto fail = [](const std::string& what) { throw std::invalid_argument("TimingConfig: " + what); };
   if (c.warmup_iters < 0) fail("warmup_iters must be >= 0, got " + std::to_string(c.warmup_iters));
-  if (!(c.warmup_s >= 0)) fail("warmup_s must be >= 0, got " + std::to_string(c.warmup_s));
+  // Non-finite durations would never end the warm-up (or overflow the calibration).
+  if (!(c.warmup_s >= 0 && std::isfinite(c.warmup_s)))
+    fail("warmup_s must be finite and >= 0, got " + std::to_string(c.warmup_s));
   if (c.min_samples < 1) fail("min_samples must be >= 1, got " + std::to_string(c.min_samples));
   if (c.max_samples < c.min_samples)
     fail("max_samples (" + std::to_string(c.max_samples) + ") must be >= min_samples (" +
          std::to_string(c.min_samples) + ")");
   if (c.iters_per_sample < 0) fail("iters_per_sample must be >= 0, got " + std::to_string(c.iters_per_sample));
-  if (!(c.min_sample_s >= 0)) fail("min_sample_s must be >= 0, got " + std::to_string(c.min_sample_s));
+  if (!(c.min_sample_s >= 0 && std::isfinite(c.min_sample_s)))
+    fail("min_sample_s must be finite and >= 0, got " + std::to_string(c.min_sample_s));
   if (!(c.target_rel_ci > 0)) fail("target_rel_ci must be > 0, got " + std::to_string(c.target_rel_ci));
   if (!(c.confidence > 0 && c.confidence < 1)) fail("confidence must be in (0, 1), got " + std::to_string(c.confidence));
   if (!(c.budget_s > 0)) fail("budget_s must be > 0, got " + std::to_string(c.budget_s));
@@ -121,6 +124,25 @@ double time_calls(const Body& body, int64_t iters) {
   const auto t1 = C::now();
   return std::chrono::duration<double, std::nano>(t1 - t0).count();
 }
+
+// Calls `poll` when at least kPollIntervalS of wall time has passed since the last call.
+class Poller {
+ public:
+  explicit Poller(const Poll& poll) : poll_(poll), last_(Clock::now()) {}
+  void maybe_poll() {
+    if (!poll_) return;
+    const auto now = Clock::now();
+    if (std::chrono::duration<double>(now - last_).count() < kPollIntervalS) return;
+    poll_();
+    last_ = Clock::now();
+  }
+
+ private:
+  const Poll& poll_;
+  Clock::time_point last_;
+};
+
+bool is_converged(double rel_ci, double target) { return std::isfinite(rel_ci) && rel_ci <= target; }
 
 }  // namespace
 
@@ -186,10 +208,11 @@ void compute_statistics(TimingResult& r, double confidence) {
   }
 }
 
-TimingResult run_timing(const Body& body, const TimingConfig& config) {
+TimingResult run_timing(const Body& body, const TimingConfig& config, const Poll& poll) {
   check_config(config);
   ThreadCountGuard threads(config.num_threads);
   CacheFlusher flusher(config.flush_bytes);
+  Poller poller(poll);
   TimingResult result;
   result.threads_used = at::get_num_threads();
 
@@ -199,6 +222,7 @@ TimingResult run_timing(const Body& body, const TimingConfig& config) {
   while (warm < config.warmup_iters || seconds_since(warm_start) < config.warmup_s) {
     body();
     ++warm;
+    poller.maybe_poll();
   }
   result.warmup_iters_done = warm;
 
@@ -215,6 +239,7 @@ TimingResult run_timing(const Body& body, const TimingConfig& config) {
         const auto t0 = Clock::now();
         for (int64_t i = 0; i < iters; ++i) body();
         const double took = seconds_since(t0);
+        poller.maybe_poll();
         if (took >= config.min_sample_s || iters >= (int64_t{1} << 24)) {
           if (took > 0 && took < config.min_sample_s) iters = (int64_t{1} << 24);
           break;
@@ -238,35 +263,37 @@ TimingResult run_timing(const Body& body, const TimingConfig& config) {
     result.samples_ns.push_back(took_ns / static_cast<double>(iters));
     const auto n = static_cast<int64_t>(result.samples_ns.size());
     const bool over_budget = seconds_since(start) >= config.budget_s;
-    if (n >= config.max_samples) {
-      result.stop_reason = "max_samples";
-      break;
-    }
-    if (n >= next_check) {
+    // Convergence first: a run that converged on its last allowed sample says so.
+    if (n >= next_check || n >= config.max_samples) {
       // Sorting every sample would make the loop quadratic; check at a geometric-ish pace.
       next_check = n + std::max<int64_t>(1, n / 16);
       compute_statistics(result, config.confidence);
-      if (result.rel_ci <= config.target_rel_ci) {
+      if (is_converged(result.rel_ci, config.target_rel_ci)) {
         result.stop_reason = "converged";
         break;
       }
+    }
+    if (n >= config.max_samples) {
+      result.stop_reason = "max_samples";
+      break;
     }
     if (over_budget && n >= std::min<int64_t>(config.min_samples, 3)) {
       result.stop_reason = "budget";
       break;
     }
+    poller.maybe_poll();
   }
   result.elapsed_s = seconds_since(start);
   compute_statistics(result, config.confidence);
-  result.converged = result.rel_ci <= config.target_rel_ci;
+  result.converged = is_converged(result.rel_ci, config.target_rel_ci);
   return result;
 }
 
-TimingResult measure_empty_body(const TimingConfig& config) {
+TimingResult measure_empty_body(const TimingConfig& config, const Poll& poll) {
   // An opaque no-op: the empty asm with a memory clobber stops the compiler from
   // proving the call does nothing, so what remains is the harness's own cost.
   Body empty = []() { asm volatile("" ::: "memory"); };
-  return run_timing(empty, config);
+  return run_timing(empty, config, poll);
 }
 
 double clock_pair_cost_ns(int64_t repeats) {

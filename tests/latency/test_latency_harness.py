@@ -148,3 +148,110 @@ def test_thread_cpu_clock_ignores_time_spent_waiting():
     assert cpu.median_us < 500  # sleeping uses no CPU
     with pytest.raises(ValueError, match="clock"):
         TimingConfig(clock="rdtsc")
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("entry", ["builtin_callable", "operator"])
+def test_ctrl_c_stops_loops_that_run_no_python_code(entry):
+    # A builtin callable never enters the bytecode loop, and time_operator runs with the
+    # GIL released: neither lets Python run a signal handler, so Ctrl-C used to wait for
+    # the whole warm-up and budget. The body counts its own calls in `x`, so the test
+    # can tell "interrupted mid-run" (count below the warm-up) from "interrupted after".
+    import functools
+    import signal
+
+    warmup = 2_000_000
+    x = torch.zeros(1, dtype=torch.float64)
+    seen = []
+
+    def handler(signum, frame):
+        seen.append(int(x.item()))
+        raise _Interrupted()
+
+    before_threads = torch.get_num_threads()
+    previous = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        opts = dict(warmup_iters=warmup, iters_per_sample=1, min_samples=3, max_samples=3, budget_s=0.01, num_threads=1)
+        with pytest.raises(_Interrupted):
+            if entry == "operator":
+                harness.time_operator("aten::add_.Tensor", [x, torch.ones(1, dtype=torch.float64)], **opts)
+            else:
+                time_callable(functools.partial(x.add_, 1.0), **opts)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert len(seen) == 1 and 0 < seen[0] < warmup  # handled inside the warm-up, not after it
+    assert int(x.item()) == seen[0]  # no call after the handler raised
+    assert torch.get_num_threads() == before_threads
+
+
+def test_time_module_leaves_the_callers_train_eval_flags_alone():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.5), torch.nn.BatchNorm1d(4))
+    model.train()
+    model[2].eval()  # mixed on purpose: restoring with model.train() would get this wrong
+    flags = [m.training for m in model.modules()]
+    r = harness.time_module(model, [torch.randn(2, 4)], warmup_iters=1, min_samples=3, max_samples=3, budget_s=0.01)
+    assert r.method == "script"
+    assert [m.training for m in model.modules()] == flags
+
+
+@pytest.mark.parametrize("field", ["warmup_s", "min_sample_s"])
+def test_infinite_durations_are_refused(field):
+    with pytest.raises(ValueError, match=field):
+        TimingConfig(**{field: math.inf})
+    # The native side refuses it too, before the first call (an infinite warm-up never
+    # ends); the body stops the run with another error if the config got through.
+    calls = []
+
+    def body():
+        calls.append(1)
+        if len(calls) > 1000:
+            raise RuntimeError("the config was accepted")
+
+    with pytest.raises(ValueError, match=field):
+        harness._native.time_python(body, {field: math.inf, "budget_s": 0.01, "iters_per_sample": 0})
+    assert calls == []
+
+
+@pytest.mark.parametrize("field,value", [("num_threads", 1.0), ("warmup_iters", 2.5), ("budget_s", "1")])
+def test_wrongly_typed_options_name_the_field(field, value):
+    with pytest.raises(TypeError, match=field):
+        TimingConfig(**{field: value})
+
+
+def test_sample_statistics_refuses_non_finite_samples_and_bad_confidence():
+    good = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    for bad in (math.nan, math.inf):
+        with pytest.raises(ValueError, match="finite"):
+            sample_statistics(good + [bad])
+        with pytest.raises(ValueError, match="finite"):
+            harness._native.statistics([g * 1e3 for g in good] + [bad], 0.95)
+    for confidence in (1.5, 0.0, math.nan):
+        with pytest.raises(ValueError, match="confidence"):
+            sample_statistics(good, confidence)
+        with pytest.raises(ValueError, match="confidence"):
+            harness._native.statistics(good, confidence)
+
+
+def test_stop_reason_says_converged_when_the_last_allowed_sample_converges():
+    target = 10.0
+    r = time_callable(lambda: None, min_samples=20, max_samples=20, target_rel_ci=target, budget_s=30)
+    assert len(r.samples_us) == 20
+    ordered = sorted(r.samples_us)
+    lo = max(k for k in range(10) if 2 * binom.cdf(k, 20, 0.5) <= 0.05)  # independent reference
+    rel_ci = (ordered[19 - lo] - ordered[lo]) / np.median(r.samples_us)
+    assert r.rel_ci == pytest.approx(rel_ci)
+    assert r.converged == (rel_ci <= target)
+    assert r.stop_reason == ("converged" if rel_ci <= target else "max_samples")
+
+
+def test_an_infinite_interval_never_counts_as_converged():
+    # 3 samples cannot give a 95% interval of the median (rel_ci = inf); a target of inf
+    # used to call that converged.
+    r = time_callable(lambda: None, min_samples=3, max_samples=3, target_rel_ci=math.inf, budget_s=30)
+    assert math.isinf(r.rel_ci)
+    assert not r.converged and r.stop_reason == "max_samples"
