@@ -124,15 +124,17 @@ def test_depthwise_conv2d_device_mismatch_message():
 def test_weighted_sum_cuda_float16_many_branches_rounds_once():
     # Above 16 branches the CUDA forward runs several launches; the running sum must stay
     # in float32 between them, as the CPU keeps it, and not be rounded to float16 each time.
-    n = 40
-    xs = [torch.randn(2, 3, 33, dtype=torch.float16) for _ in range(n)]
-    w = torch.randn(n, dtype=torch.float32)
-    want = weighted_sum(xs, w)
-    got = weighted_sum([x.cuda() for x in xs], w.cuda()).cpu()
-    exact = sum(wi * x.float() for wi, x in zip(w, xs))
-    # One rounding to float16 is at most half a unit in the last place (2**-11 relative).
-    torch.testing.assert_close(got.float(), exact, atol=1e-3, rtol=1e-3)
-    torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-3)
+    # 1 plus a quarter of float16's unit at 1 (2**-10) in each of the 3 launches: rounded
+    # once, 1 + 3 * 2**-12 is 1 + 2**-10; rounded after each launch, every quarter is lost.
+    n = 48
+    xs = [torch.zeros(2, 3, 33, dtype=torch.float16) for _ in range(n)]
+    xs[0].fill_(1.0)
+    for i in (1, 17, 33):
+        xs[i].fill_(2.0 ** -12)
+    w = torch.ones(n, dtype=torch.float32)
+    want = torch.full((2, 3, 33), 1.0 + 2.0 ** -10, dtype=torch.float16)
+    assert torch.equal(weighted_sum(xs, w), want)  # the CPU path rounds once
+    assert torch.equal(weighted_sum([x.cuda() for x in xs], w.cuda()).cpu(), want)
 
 
 @pytest.mark.parametrize("per_sample", [False, True])
@@ -165,6 +167,44 @@ def test_channel_mask_cuda_many_widths(k):
     torch.testing.assert_close(cuda_out, cpu_out)
     for got, want in zip(cuda_grads, cpu_grads):
         torch.testing.assert_close(got, want)
+
+
+def test_channel_mask_backward_cuda_more_rows_than_blocks():
+    # 1100 x 64 = 70400 (sample, channel) rows: more than the 65535 blocks of the grid, so
+    # blocks take several rows each.
+    x = torch.randn(1100, 64, 1, dtype=torch.float64)
+    gates = torch.softmax(torch.randn(3, dtype=torch.float64), -1)
+
+    def fn(x, gates):
+        return channel_mask(x, gates, [16, 32, 64])
+
+    cpu_out, cpu_grads = _grads(fn, [x, gates])
+    cuda_out, cuda_grads = _grads(fn, [x.cuda(), gates.cuda()])
+    torch.testing.assert_close(cuda_out, cpu_out)
+    for got, want in zip(cuda_grads, cpu_grads):
+        torch.testing.assert_close(got, want)
+
+
+def test_backward_cuda_refuses_a_cpu_grad_when_only_another_argument_is_on_the_gpu():
+    # Without the gate (weight) gradient the shared checks never compare grad with x (the
+    # branches); the dispatcher still sends the call to the CUDA kernel.
+    with pytest.raises(RuntimeError, match="grad is on cpu but x is on cuda:0"):
+        torch.ops.hwnas.channel_mask_backward(torch.ones(2, 4, 3), torch.ones(2, 4, 3, device="cuda"),
+                                              torch.tensor([0.5, 0.5]), [2, 4], True, False)
+    with pytest.raises(RuntimeError, match="grad and the weights are on cpu but a branch is on a GPU"):
+        torch.ops.hwnas.weighted_sum_backward(torch.ones(2, 3), [torch.ones(2, 3, device="cuda")] * 2,
+                                              torch.tensor([0.5, 0.5]), True, False)
+
+
+def test_channel_mask_cuda_refuses_wide_widths_in_graph_capture():
+    x = torch.randn(2, 80, 3, device="cuda")
+    gates = torch.softmax(torch.randn(70, device="cuda"), -1)
+    widths = list(range(11, 81))
+    channel_mask(x, gates, widths)  # warm-up outside capture
+    graph = torch.cuda.CUDAGraph()
+    with pytest.raises(RuntimeError, match="70 widths cannot be captured in a CUDA graph"):
+        with torch.cuda.graph(graph):
+            channel_mask(x, gates, widths)
 
 
 def test_channel_mask_backward_cuda_device_mismatch_message():

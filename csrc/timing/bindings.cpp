@@ -53,12 +53,14 @@ TimingConfig config_from_dict(const py::dict& d) {
   return c;
 }
 
-// Runs Python's signal handlers (Ctrl-C -> KeyboardInterrupt) between body calls. A
+// Runs Python's signal handlers (Ctrl-C -> KeyboardInterrupt) between samples. A
 // Python function body checks signals itself, but a builtin callable and the GIL-free
 // paths never would, and the loop would ignore Ctrl-C until its budget was spent.
-// Takes the GIL only for the check (a no-op off the main thread).
+// Takes the GIL only for the check (Python runs handlers on the main thread only).
+// Handlers run outside the timing's inference mode: a tensor they make is an ordinary one.
 void check_python_signals() {
   py::gil_scoped_acquire gil;
+  c10::InferenceMode normal_mode(false);
   if (PyErr_CheckSignals() != 0) throw py::error_already_set();
 }
 

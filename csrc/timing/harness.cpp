@@ -263,8 +263,9 @@ TimingResult run_timing(const Body& body, const TimingConfig& config, const Poll
     result.samples_ns.push_back(took_ns / static_cast<double>(iters));
     const auto n = static_cast<int64_t>(result.samples_ns.size());
     const bool over_budget = seconds_since(start) >= config.budget_s;
-    // Convergence first: a run that converged on its last allowed sample says so.
-    if (n >= next_check || n >= config.max_samples) {
+    // Convergence first: a run that converged on its last allowed sample, or on the
+    // sample that spent its budget, says so.
+    if (n >= next_check || n >= config.max_samples || over_budget) {
       // Sorting every sample would make the loop quadratic; check at a geometric-ish pace.
       next_check = n + std::max<int64_t>(1, n / 16);
       compute_statistics(result, config.confidence);

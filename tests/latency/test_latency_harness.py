@@ -174,7 +174,7 @@ def test_ctrl_c_stops_loops_that_run_no_python_code(entry):
     before_threads = torch.get_num_threads()
     previous = signal.signal(signal.SIGALRM, handler)
     try:
-        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        signal.setitimer(signal.ITIMER_REAL, 0.2)  # the warm-up lasts well over a second
         opts = dict(warmup_iters=warmup, iters_per_sample=1, min_samples=3, max_samples=3, budget_s=0.01, num_threads=1)
         with pytest.raises(_Interrupted):
             if entry == "operator":
@@ -255,3 +255,19 @@ def test_an_infinite_interval_never_counts_as_converged():
     r = time_callable(lambda: None, min_samples=3, max_samples=3, target_rel_ci=math.inf, budget_s=30)
     assert math.isinf(r.rel_ci)
     assert not r.converged and r.stop_reason == "max_samples"
+
+
+def test_a_run_that_converges_on_the_sample_that_spends_its_budget_says_so():
+    # min_samples is never reached: the budget ends the run after thousands of samples,
+    # whose interval is far inside the target; it used to say "budget" and converged=True.
+    target = 10.0
+    r = time_callable(lambda: None, iters_per_sample=1, min_samples=10**6, max_samples=10**6,
+                      target_rel_ci=target, budget_s=0.05)
+    n = len(r.samples_us)
+    assert 6 <= n < 10**6
+    ordered = sorted(r.samples_us)
+    lo = max(k for k in range(n // 2) if 2 * binom.cdf(k, n, 0.5) <= 0.05)  # independent reference
+    rel_ci = (ordered[n - 1 - lo] - ordered[lo]) / np.median(r.samples_us)
+    assert r.rel_ci == pytest.approx(rel_ci)
+    assert r.converged == (rel_ci <= target)
+    assert r.stop_reason == ("converged" if rel_ci <= target else "budget")

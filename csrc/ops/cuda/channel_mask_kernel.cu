@@ -2,8 +2,9 @@
 //
 // Same contract and math (channel_mask_math.h) as the CPU kernels. The per-channel
 // scales are computed on the device by channel_scales, one thread per gate row. The
-// forward is elementwise; the backward runs one block per (sample, channel): it
-// writes grad_x for that channel and reduces <grad, x> over it in the same pass,
+// forward is elementwise; the backward gives each (sample, channel) row to one block
+// (a block takes several rows when there are more than kMaxBlocks): it writes grad_x
+// for that channel and reduces <grad, x> over it in the same pass,
 // without atomics, so the gate gradient is deterministic. The dot products are
 // summed in double from the threads' partials on, as the CPU sums its chunks'.
 #include <ATen/ATen.h>
@@ -35,7 +36,8 @@ constexpr int64_t kMaxBlocks = 65535;
 // arguments: copying a host vector to the device (Tensor::to from pageable memory)
 // synchronises the stream, so every call would wait for all queued GPU work, and it
 // cannot be captured in a CUDA graph. More widths (rare) go through a pinned buffer
-// copied without blocking.
+// copied without blocking, which a graph cannot hold (a replay would read the buffer
+// after it was reused), so that path is refused during capture.
 constexpr int kInlineWidths = 64;
 struct KernelWidths {
   int64_t inline_values[kInlineWidths];
@@ -56,6 +58,10 @@ WidthsForKernels widths_for_kernels(at::IntArrayRef widths, c10::Device device) 
     std::copy(widths.begin(), widths.end(), w.arg.inline_values);
     w.arg.device_values = nullptr;
   } else {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    C10_CUDA_CHECK(cudaStreamIsCapturing(c10::cuda::getCurrentCUDAStream(device.index()), &capture));
+    TORCH_CHECK(capture == cudaStreamCaptureStatusNone, "hwnas::channel_mask: ", widths.size(),
+                " widths cannot be captured in a CUDA graph (at most ", kInlineWidths, " can)");
     at::Tensor host = at::empty({static_cast<int64_t>(widths.size())},
                                 at::TensorOptions().dtype(at::kLong).pinned_memory(true));
     std::copy(widths.begin(), widths.end(), host.mutable_data_ptr<int64_t>());
@@ -184,6 +190,10 @@ std::tuple<at::Tensor, at::Tensor> channel_mask_backward_cuda(const at::Tensor& 
   ChannelMaskBackwardPlan plan =
       plan_channel_mask_backward(grad_in, x_in, gates, widths, x_needs_grad, gates_needs_grad);
   if (plan.nothing_to_do) return {plan.grad_x, plan.grad_gates};
+  // The dispatcher routes the call here when any argument is on a GPU; without the
+  // gate gradient the checks never compare grad's device with x's.
+  TORCH_CHECK(grad_in.device() == x_in.device(), "hwnas::channel_mask_backward: grad is on ", grad_in.device(),
+              " but x is on ", x_in.device(), "; move them to the same device");
   const c10::cuda::CUDAGuard guard(grad_in.device());
   const at::Tensor& grad = plan.grad;
   const at::Tensor& x = plan.x;

@@ -170,6 +170,10 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> weighted_sum_backward_cuda(
                 " but the branches are on ", branches_in[0].device(), "; move them to the same device");
   } else {
     check_mixture_weights(where, weights, n, grad_in.sizes(), grad_in.scalar_type(), grad_in.device());
+    // The dispatcher routes the call here when any argument is on a GPU: a branch may be
+    // while grad and the weights are not.
+    TORCH_CHECK(grad_in.is_cuda(), where, ": grad and the weights are on ", grad_in.device(),
+                " but a branch is on a GPU; move them to the same device");
   }
   const c10::cuda::CUDAGuard guard(grad_in.device());
   const bool per_sample_weights = weights.dim() == 2;

@@ -23,7 +23,8 @@ read, tens of nanoseconds on some machines: ``harness_overhead(iters_per_sample=
 measures it there.
 
 Ctrl-C (``KeyboardInterrupt``) stops every entry point within about 0.1 s plus one
-body call, also while the GIL is released; the thread count is restored.
+sample (``iters_per_sample`` calls), also while the GIL is released; the thread count
+is restored. Loading or tracing the module before the loop is not interrupted.
 """
 
 from __future__ import annotations
