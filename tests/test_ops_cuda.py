@@ -20,6 +20,19 @@ def _grads(fn, inputs):
     out.backward(grad)
     return out.detach().cpu(), [t.grad.cpu() for t in inputs]
 
+def _assert_channel_mask_matches_cpu(x, gates, widths):
+    """channel_mask on the GPU gives the CPU's output and gradients (x, gates on the CPU)."""
+
+    def fn(x, gates):
+        return channel_mask(x, gates, widths)
+
+    cpu_out, cpu_grads = _grads(fn, [x, gates])
+    cuda_out, cuda_grads = _grads(fn, [x.cuda(), gates.cuda()])
+    torch.testing.assert_close(cuda_out, cpu_out)
+    for got, want in zip(cuda_grads, cpu_grads):
+        torch.testing.assert_close(got, want)
+
+
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 @pytest.mark.parametrize("per_sample", [False, True])
@@ -52,15 +65,7 @@ def test_channel_mask_cuda_matches_cpu(dtype, per_sample, channels_last):
         x = x.to(memory_format=torch.channels_last)
     widths = [4, 8, 12]
     gates = torch.softmax(torch.randn((3, 3) if per_sample else (3,), dtype=dtype), -1)
-
-    def fn(x, gates):
-        return channel_mask(x, gates, widths)
-
-    cpu_out, cpu_grads = _grads(fn, [x, gates])
-    cuda_out, cuda_grads = _grads(fn, [x.cuda(), gates.cuda()])
-    torch.testing.assert_close(cuda_out, cpu_out)
-    for got, want in zip(cuda_grads, cpu_grads):
-        torch.testing.assert_close(got, want)
+    _assert_channel_mask_matches_cpu(x, gates, widths)
 
 
 def test_cuda_opcheck():
@@ -158,15 +163,7 @@ def test_channel_mask_cuda_many_widths(k):
     x = torch.randn(2, 80, 3, dtype=torch.float64)
     widths = list(range(80 - k + 1, 81))
     gates = torch.softmax(torch.randn(k, dtype=torch.float64), -1)
-
-    def fn(x, gates):
-        return channel_mask(x, gates, widths)
-
-    cpu_out, cpu_grads = _grads(fn, [x, gates])
-    cuda_out, cuda_grads = _grads(fn, [x.cuda(), gates.cuda()])
-    torch.testing.assert_close(cuda_out, cpu_out)
-    for got, want in zip(cuda_grads, cpu_grads):
-        torch.testing.assert_close(got, want)
+    _assert_channel_mask_matches_cpu(x, gates, widths)
 
 
 def test_channel_mask_backward_cuda_more_rows_than_blocks():
@@ -174,15 +171,7 @@ def test_channel_mask_backward_cuda_more_rows_than_blocks():
     # blocks take several rows each.
     x = torch.randn(1100, 64, 1, dtype=torch.float64)
     gates = torch.softmax(torch.randn(3, dtype=torch.float64), -1)
-
-    def fn(x, gates):
-        return channel_mask(x, gates, [16, 32, 64])
-
-    cpu_out, cpu_grads = _grads(fn, [x, gates])
-    cuda_out, cuda_grads = _grads(fn, [x.cuda(), gates.cuda()])
-    torch.testing.assert_close(cuda_out, cpu_out)
-    for got, want in zip(cuda_grads, cpu_grads):
-        torch.testing.assert_close(got, want)
+    _assert_channel_mask_matches_cpu(x, gates, [16, 32, 64])
 
 
 def test_backward_cuda_refuses_a_cpu_grad_when_only_another_argument_is_on_the_gpu():
