@@ -163,9 +163,9 @@ def test_linear_correction_refuses_sums_that_are_all_the_same():
     r = [x / y for x, y in zip(raw, measured)]
     fit = fit_linear_correction(raw, measured, intercept=False)
     assert fit["a"] == pytest.approx(sum(r) / sum(v * v for v in r)) and fit["n"] == 3
-    # Nor a depth term that the points cannot tell from the scale.
-    with pytest.raises(ValueError, match="cannot be told from the depth term"):
-        fit_linear_correction(raw, measured, intercept=False, blocks_squared=[4.0, 4.0, 4.0])
+    # Nor a per-block term that the points cannot tell from the scale.
+    with pytest.raises(ValueError, match="cannot be told from the per-block term"):
+        fit_linear_correction(raw, measured, intercept=False, blocks=[4.0, 4.0, 4.0])
 
 
 # ---------------------------------------------------------------------- 4. the Gaussian process's log-normal spread

@@ -293,11 +293,13 @@ def test_a_correction_must_scale_by_a_positive_a(tiny_space, tmp_path, a):
         LatencyTable.load(path)
 
 
-def test_a_correction_refuses_a_negative_depth_and_a_non_number_a_but_accepts_a_negative_b():
+def test_a_correction_refuses_a_negative_block_term_and_a_non_number_a_but_accepts_a_negative_b():
     from hwnas.latency.table import check_correction
 
     with pytest.raises(ValueError, match="correction.depth must be a finite number >= 0, got -0.5"):
         check_correction({"kind": "linear", "a": 1.0, "b": 0.0, "depth": -0.5})
+    with pytest.raises(ValueError, match="correction.per_block must be a finite number >= 0, got -3"):
+        check_correction({"kind": "linear", "a": 1.0, "b": 0.0, "per_block": -3.0})
     for a in ("1.2", True, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="correction.a must be a finite number"):
             check_correction({"kind": "linear", "a": a, "b": 0.0})
@@ -309,7 +311,7 @@ def test_a_correction_refuses_a_negative_depth_and_a_non_number_a_but_accepts_a_
 
 def test_every_correction_the_fits_produce_passes_the_check():
     # Noisy calibration data of every kind: proportional (with and without offset), the
-    # affine fit held above its floor, the depth fit and its fallback (depth 0).
+    # affine fit held above its floor, the per-block fit and its fallback (per_block 0).
     import numpy as np
 
     from hwnas.latency.table import check_correction
@@ -319,7 +321,7 @@ def test_every_correction_the_fits_produce_passes_the_check():
     for trial in range(200):
         n = int(rng.integers(2, 12))
         raw = rng.uniform(20.0, 2000.0, n)
-        blocks_squared = rng.integers(0, 23, n).astype(float) ** 2
+        blocks = rng.integers(0, 23, n).astype(float)
         # Measurements loosely, sometimes inversely, related to the sums.
         measured = np.abs(rng.normal(1.0, 0.6, n)) * (raw if trial % 2 else raw[::-1]) + rng.uniform(1.0, 50.0, n)
         floor = float(raw.min()) * rng.uniform(0.1, 1.0)
@@ -328,8 +330,8 @@ def test_every_correction_the_fits_produce_passes_the_check():
             fit_linear_correction(raw, measured, intercept=False),
             fit_linear_correction(raw, measured, intercept=False, offset=offset),
             fit_linear_correction(raw, measured, floor=floor),
-            fit_linear_correction(raw, measured, intercept=False, offset=offset, blocks_squared=blocks_squared),
+            fit_linear_correction(raw, measured, intercept=False, offset=offset, blocks=blocks),
         ]
         for fit in fits:
             checked = check_correction(fit)
-            assert checked["a"] > 0 and checked.get("depth", 0.0) >= 0
+            assert checked["a"] > 0 and checked.get("per_block", 0.0) >= 0

@@ -34,7 +34,7 @@ def calibrated(tiny_space, fast_timing):
     target = SpeedTarget()
     table = build_table(tiny_space, target, config=fast_timing, progress=False)
     validate_table(table, tiny_space, target, num_archs=2, num_calibration=4, config=fast_timing, progress=False,
-                   intercept=False, depth=True)
+                   intercept=False, per_block=True)
     return table, target
 
 

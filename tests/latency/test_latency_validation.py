@@ -130,32 +130,43 @@ def test_affine_correction_is_held_above_a_tenth_of_the_smallest_sum():
     assert edge["floor"] == 100.0 and edge["a"] * 100.0 + edge["b"] >= 0.1 * edge["a"] * 100.0 - 1e-9
 
 
-def test_depth_correction_recovers_its_terms_and_holds_its_bounds():
+def test_per_block_correction_recovers_its_terms_and_holds_its_bounds():
     from hwnas.latency.table import apply_correction
 
     raw = [300.0, 500.0, 800.0, 1200.0, 1500.0]
-    blocks_squared = [0.0, 16.0, 81.0, 196.0, 400.0]
-    # Exact data a * (raw - offset) + depth * n^2 is recovered, offset included.
-    measured = [0.95 * (x - 4.0) + 2.1 * s for x, s in zip(raw, blocks_squared)]
-    fit = fit_linear_correction(raw, measured, intercept=False, offset=4.0, blocks_squared=blocks_squared)
-    assert fit["fit"] == "depth" and fit["a"] == pytest.approx(0.95) and fit["depth"] == pytest.approx(2.1)
-    assert fit["offset"] == 4.0 and fit["b"] == pytest.approx(-0.95 * 4.0)
-    for x, s, y in zip(raw, blocks_squared, measured):
-        assert apply_correction(fit, x, s) == pytest.approx(y)
-    # Data that asks for a negative depth term gets depth 0: the proportional fit (hand-derived).
-    cheaper = [1.2 * x - 0.5 * s for x, s in zip(raw, blocks_squared)]
-    held = fit_linear_correction(raw, cheaper, intercept=False, blocks_squared=blocks_squared)
+    blocks = [0.0, 4.0, 9.0, 14.0, 20.0]
+    # Exact data a * (raw - offset) + per_block * n is recovered, offset included.
+    measured = [0.95 * (x - 4.0) + 61.0 * n for x, n in zip(raw, blocks)]
+    fit = fit_linear_correction(raw, measured, intercept=False, offset=4.0, blocks=blocks)
+    assert fit["fit"] == "blocks" and fit["a"] == pytest.approx(0.95) and fit["per_block"] == pytest.approx(61.0)
+    assert fit["offset"] == 4.0 and fit["b"] == pytest.approx(-0.95 * 4.0) and "depth" not in fit
+    for x, n, y in zip(raw, blocks, measured):
+        assert apply_correction(fit, x, blocks=n) == pytest.approx(y)
+    # Data that asks for a negative per-block term gets 0: the proportional fit (hand-derived).
+    cheaper = [1.2 * x - 5.0 * n for x, n in zip(raw, blocks)]
+    held = fit_linear_correction(raw, cheaper, intercept=False, blocks=blocks)
     r = [x / y for x, y in zip(raw, cheaper)]
-    assert held["depth"] == 0.0 and held["a"] == pytest.approx(sum(r) / sum(v * v for v in r))
+    assert held["per_block"] == 0.0 and held["a"] == pytest.approx(sum(r) / sum(v * v for v in r))
     with pytest.raises(ValueError, match="intercept"):
-        fit_linear_correction(raw, measured, blocks_squared=blocks_squared)
-    with pytest.raises(ValueError, match="blocks_squared"):
-        fit_linear_correction(raw, measured, intercept=False, blocks_squared=blocks_squared[:-1])
-    with pytest.raises(ValueError, match="blocks_squared"):
-        fit_linear_correction(raw, measured, intercept=False, blocks_squared=[-1.0] * len(raw))
-    # A depth term cannot be applied without the block count.
-    with pytest.raises(ValueError, match="depth term"):
+        fit_linear_correction(raw, measured, blocks=blocks)
+    with pytest.raises(ValueError, match="blocks must be 5"):
+        fit_linear_correction(raw, measured, intercept=False, blocks=blocks[:-1])
+    with pytest.raises(ValueError, match="blocks must be 5"):
+        fit_linear_correction(raw, measured, intercept=False, blocks=[-1.0] * len(raw))
+    # A per-block term cannot be applied without the block count.
+    with pytest.raises(ValueError, match="per-block term"):
         apply_correction(fit, 500.0)
+
+
+def test_an_older_depth_correction_still_predicts_as_fitted():
+    # Tables saved before calibration version 6 carry depth * n^2: a resumed run must see
+    # the costs it started with. Hand-computed: 1.1 * 1000 - 2 + 2.5 * 9^2 = 1300.5.
+    from hwnas.latency.table import apply_correction
+
+    old = {"kind": "linear", "a": 1.1, "b": -2.0, "n": 12, "fit": "depth", "offset": 1.8, "depth": 2.5}
+    assert apply_correction(old, 1000.0, blocks=9, blocks_squared=81) == pytest.approx(1300.5)
+    with pytest.raises(ValueError, match="depth term"):
+        apply_correction(old, 1000.0, blocks=9)
 
 
 def test_spread_with_varied_skips_reaches_mostly_skipped_architectures(tiny_space):

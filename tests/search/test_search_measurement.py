@@ -168,26 +168,30 @@ def test_drift_corrected_cached_table_and_its_measuring_target(space, tmp_path):
     assert measuring_target(target, space, plain) is target
 
 
-def test_cached_table_fits_a_depth_correction_and_refits_older_ones(space, tmp_path):
+def test_cached_table_fits_a_per_block_correction_and_refits_older_ones(space, tmp_path):
     from hwnas.search.tables import CALIBRATION_VERSION
 
     target = get_target("eager", threads=1, batch=1)
     table = cached_table(space, target, str(tmp_path), config=FAST, progress=False, calibrate=3,
                          calibration_config=FAST)
     fit = table.correction
-    assert fit["fit"] == "depth" and fit["calibration"] == CALIBRATION_VERSION
-    assert fit["a"] > 0 and fit["depth"] >= 0
+    assert fit["fit"] == "blocks" and fit["calibration"] == CALIBRATION_VERSION
+    assert fit["a"] > 0 and fit["per_block"] >= 0 and "depth" not in fit
     assert 0 <= fit["offset"] <= 0.9 * table.smallest_sum() + 1e-9 and fit["b"] == pytest.approx(-fit["a"] * fit["offset"])
     # Every architecture, the all-skip one included, is predicted positive.
     skips = space.make_arch(["skip" if "skip" in layer.choices else layer.choices[0] for layer in space.layers])
     assert table.predict(skips) > 0
-    # A cached correction of an earlier calibration (affine, version 2) is fitted again;
-    # a current one is kept.
-    table.correction = {"kind": "linear", "a": 7.0, "b": -1.0, "n": 2, "fit": "affine", "floor": 1.0, "calibration": 2}
-    table.save(table_cache_path(space, target, str(tmp_path)))
-    refit = cached_table(space, target, str(tmp_path), config=FAST, progress=False, calibrate=3,
-                         calibration_config=FAST)
-    assert refit.correction["calibration"] == CALIBRATION_VERSION and refit.correction["a"] != 7.0
+    # A cached correction of an earlier calibration (affine, version 2; the blocks^2 depth
+    # fit, version 5) is fitted again; a current one is kept.
+    for older in ({"kind": "linear", "a": 7.0, "b": -1.0, "n": 2, "fit": "affine", "floor": 1.0, "calibration": 2},
+                  {"kind": "linear", "a": 7.0, "b": -1.0, "n": 2, "fit": "depth", "offset": 0.1, "depth": 2.0,
+                   "calibration": 5}):
+        table.correction = older
+        table.save(table_cache_path(space, target, str(tmp_path)))
+        refit = cached_table(space, target, str(tmp_path), config=FAST, progress=False, calibrate=3,
+                             calibration_config=FAST)
+        assert refit.correction["calibration"] == CALIBRATION_VERSION and refit.correction["a"] != 7.0
+        assert refit.correction["fit"] == "blocks"
     kept = cached_table(space, target, str(tmp_path), config=FAST, progress=False, calibrate=3,
                         calibration_config=FAST)
     assert kept.correction == refit.correction

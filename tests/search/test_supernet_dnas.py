@@ -116,9 +116,10 @@ def test_candidate_evaluation_recalibrates_batch_norm_and_restores_it(space, tab
     assert row["val_loss"] != pytest.approx(stale["val_loss"], rel=1e-4)
 
 
-@pytest.mark.parametrize("depth", [0.0, 3.0])
-def test_objective_latency_is_on_the_scale_of_the_tables_predictions(space, table, splits, depth):
-    table.correction = {"kind": "linear", "a": 2.0, "b": 100.0, "n": 6, "depth": depth}
+@pytest.mark.parametrize("per_block,depth", [(0.0, 0.0), (40.0, 0.0), (0.0, 3.0)])
+def test_objective_latency_is_on_the_scale_of_the_tables_predictions(space, table, splits, per_block, depth):
+    # per_block: the term hwnas fits; depth: an older table's term in blocks^2, still applied.
+    table.correction = {"kind": "linear", "a": 2.0, "b": 100.0, "n": 6, "per_block": per_block, "depth": depth}
     search = FBNetSearch(space, table, splits, SearchConfig(epochs=1, warmup_epochs=1, num_samples=0), progress=False, log=None)
     for choices, blocks in ((["k3_e3", "skip"], 1), (["k3_e3", "k3_e3"], 2), (["skip", "skip"], 0)):
         arch = space.make_arch(choices)
@@ -127,11 +128,11 @@ def test_objective_latency_is_on_the_scale_of_the_tables_predictions(space, tabl
         # What the objective sees equals what selection and reports use (table.predict with the correction).
         assert float(search._mask_latency()) == pytest.approx(table.predict(arch))
         raw = table.predict(arch, correction="none")
-        assert table.predict(arch) == pytest.approx(2.0 * raw + 100.0 + depth * blocks**2)
+        assert table.predict(arch) == pytest.approx(2.0 * raw + 100.0 + per_block * blocks + depth * blocks**2)
     search.supernet.use_architecture(None)
 
 
-def test_distribution_blocks_squared_is_the_expectation_over_architectures(space, table):
+def test_distribution_blocks_are_the_expectations_over_architectures(space, table):
     import itertools
 
     net = Supernet(space, table)
@@ -140,13 +141,16 @@ def test_distribution_blocks_squared_is_the_expectation_over_architectures(space
             layer.arch_logits.copy_(torch.tensor(logits))
     probs = [p.tolist() for p in net.probabilities()]
     # Enumerate every architecture with its probability (layers drawn independently).
-    expected = 0.0
+    expected = expected_squared = 0.0
     for picks in itertools.product(*(range(len(TINY_CHOICES)) for _ in net.layers)):
         weight = 1.0
         for layer, pick in enumerate(picks):
             weight *= probs[layer][pick]
-        expected += weight * sum(TINY_CHOICES[pick] != "skip" for pick in picks) ** 2
-    assert float(net.distribution_blocks_squared()) == pytest.approx(expected, rel=1e-6)
+        blocks = sum(TINY_CHOICES[pick] != "skip" for pick in picks)
+        expected += weight * blocks
+        expected_squared += weight * blocks ** 2
+    assert float(net.distribution_blocks()) == pytest.approx(expected, rel=1e-6)
+    assert float(net.distribution_blocks_squared()) == pytest.approx(expected_squared, rel=1e-6)
     # Under the last forward's masks: the mask-weighted count of blocks, with gradients.
     net(torch.randn(2, 1, 8, 8))
     manual = sum(float(layer.last_weights.detach() @ torch.tensor([c != "skip" for c in TINY_CHOICES], dtype=torch.float32))

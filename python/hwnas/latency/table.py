@@ -152,22 +152,25 @@ def _shape_fields(data: Mapping[str, Any], source: str, prefix: str) -> tuple[st
 def check_correction(correction: Any, source: str = "latency table") -> dict[str, Any]:
     """``correction`` checked to be one :func:`apply_correction` can apply (a copy).
 
-    A correction predicts ``a * raw + b + depth * blocks**2``. ``a`` must be positive
-    and ``depth`` (when present) ``>= 0``: a prediction then grows with the table sum
-    and the number of blocks, so a search still favours faster models and its
-    ``log(LAT)`` stays defined (``a <= 0`` would favour slower models or remove the
-    latency signal). ``b`` may be any finite number: the fits remove per-call
-    overhead that whole models do not pay (``b = -a * offset`` in the proportional
-    and depth fits, ``b >= -0.9 * a * floor`` in the affine one, see
-    :func:`~hwnas.latency.validation.fit_linear_correction`), so a negative ``b`` is
-    normal. That every prediction stays positive is the fits' part (the corrections
-    :func:`~hwnas.latency.validation.validate_table` stores keep ``b >= -0.9 * a``
-    times the table's smallest sum); this check does not know the table.
+    A correction predicts ``a * raw + b + per_block * blocks + depth * blocks**2``
+    (the block terms when present: ``per_block`` in the corrections hwnas fits now,
+    ``depth`` in those fitted by hwnas before calibration version 6, which are still
+    applied as fitted). ``a`` must be positive and the block terms ``>= 0``: a
+    prediction then grows with the table sum and the number of blocks, so a search
+    still favours faster models and its ``log(LAT)`` stays defined (``a <= 0`` would
+    favour slower models or remove the latency signal). ``b`` may be any finite
+    number: the fits remove per-call overhead that whole models do not pay (``b = -a
+    * offset`` in the proportional and per-block fits, ``b >= -0.9 * a * floor`` in
+    the affine one, see :func:`~hwnas.latency.validation.fit_linear_correction`), so
+    a negative ``b`` is normal. That every prediction stays positive is the fits'
+    part (the corrections :func:`~hwnas.latency.validation.validate_table` stores
+    keep ``b >= -0.9 * a`` times the table's smallest sum); this check does not know
+    the table.
 
     Raises:
         ValueError: Not an object, an unknown ``kind``, ``a`` not a finite number
-            ``> 0``, ``b`` not a finite number, or ``depth`` (when present) not a finite
-            number ``>= 0``; the message starts with ``source``.
+            ``> 0``, ``b`` not a finite number, or ``per_block`` or ``depth`` (when
+            present) not a finite number ``>= 0``; the message starts with ``source``.
     """
     if not isinstance(correction, Mapping):
         raise ValueError(f'{source}: correction must be a JSON object such as {{"kind": "linear", "a": 1.2, "b": -3.0}}, '
@@ -180,6 +183,7 @@ def check_correction(correction: Any, source: str = "latency table") -> dict[str
         raise ValueError(f"{source}: correction.a must be a finite number > 0 (the scale of the table sums; "
                          f"a <= 0 would make slower models look faster), got {_short(correction['a'])}")
     _field(correction, "b", "number", source, "correction.")
+    _field(correction, "per_block", "number", source, "correction.", default=None, minimum=0)
     _field(correction, "depth", "number", source, "correction.", default=None, minimum=0)
     return dict(correction)
 
@@ -326,7 +330,8 @@ class LatencyTable:
         call_overhead: Cost every separately measured call pays once (per-run
             overhead of the target and the harness), or ``None`` if not measured.
         correction: Fitted correction ``{"kind": "linear", "a": .., "b": ..}`` (with
-            ``"depth": c`` when it has a depth term, see :func:`apply_correction`) or ``None``.
+            ``"per_block"`` or ``"depth"`` when it has a block term, see :func:`apply_correction`)
+            or ``None``.
         source: ``"measured"``, ``"least_squares"``, ``"refined"`` or ``"user"``.
         complete: Whether every key of :meth:`required_keys` has an entry.
         head_channels: Width of the head's 1x1 convolution, which the head's entry key
@@ -562,7 +567,7 @@ class LatencyTable:
         return self.notes.get("timing", {}).get("clock", "steady")
 
     def num_blocks(self, arch: Any) -> int:
-        """Layers of ``arch`` that run a block rather than a skip (the depth term's count)."""
+        """Layers of ``arch`` that run a block rather than a skip (the block term's count)."""
         from hwnas.spaces.blocks import parse_block_name
 
         self._check_arch(arch)
@@ -580,7 +585,7 @@ class LatencyTable:
             correction: ``"none"`` (eq. 3 as is), ``"overhead"`` (remove the
                 per-call overhead that every table entry paid but a whole model
                 pays once: ``raw - (units - 1) * call_overhead``), ``"linear"``
-                (the fitted ``a * raw + b``, plus its depth term, in :attr:`correction`),
+                (the fitted ``a * raw + b``, plus its block term, in :attr:`correction`),
                 or ``"auto"`` (linear if fitted, else none).
 
         Raises:
@@ -604,8 +609,8 @@ class LatencyTable:
             if not self.correction:
                 raise ValueError("this table has no fitted correction; run validation with calibration first")
             fitted = check_correction(self.correction)
-            depth = self.num_blocks(arch) ** 2 if fitted.get("depth") else None
-            return apply_correction(fitted, raw, depth)
+            blocks = self.num_blocks(arch)
+            return apply_correction(fitted, raw, blocks=blocks, blocks_squared=blocks ** 2)
         raise ValueError(f"correction must be 'none', 'overhead', 'linear' or 'auto', got {correction!r}")
 
     def layer_costs(self, layer: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -880,30 +885,38 @@ def layer_key_c_out(key: str) -> int:
     return int(channels.split("-")[1])
 
 
-def apply_correction(correction: Mapping[str, Any], raw: Any, blocks_squared: Any = None) -> Any:
-    """Applies a fitted correction to a raw table sum: ``a * raw + b + depth * blocks_squared``.
+def apply_correction(correction: Mapping[str, Any], raw: Any, blocks: Any = None, blocks_squared: Any = None) -> Any:
+    """Applies a fitted correction to a raw table sum: ``a * raw + b + per_block * blocks + depth * blocks_squared``.
 
-    The depth term (``correction["depth"]``, absent or 0 in corrections without one)
-    is what a whole model pays beyond the sum of its blocks timed alone, growing with
-    the square of its number of blocks: each block runs slower the more blocks
-    there are (see :func:`~hwnas.latency.validation.fit_linear_correction`).
+    The block terms are what a whole model pays beyond the sum of its blocks timed
+    alone. ``per_block`` (us per non-skip block) is the one hwnas fits (see
+    :func:`~hwnas.latency.validation.fit_linear_correction`); ``depth`` (us per
+    squared block count) is kept for corrections fitted before calibration version 6,
+    so that a table saved then still predicts what it predicted. A term absent or 0
+    needs no count.
 
     Args:
         correction: A fitted correction (``kind`` ``"linear"``).
         raw: Table sum(s): a float or a tensor (then the result is a differentiable tensor).
+        blocks: The number of non-skip blocks (or its expectation); required when
+            the correction has a ``per_block`` term.
         blocks_squared: The squared number of non-skip blocks (or its expectation);
-            required when the correction has a depth term.
+            required when the correction has a ``depth`` term.
 
     Raises:
-        ValueError: Not a valid correction (see :func:`check_correction`), or a depth
-            term without ``blocks_squared``.
+        ValueError: Not a valid correction (see :func:`check_correction`), or a block
+            term without its count.
     """
     correction = check_correction(correction)
     value = raw * float(correction["a"]) + float(correction["b"])
+    per_block = float(correction.get("per_block") or 0.0)
+    if per_block:
+        if blocks is None:
+            raise ValueError("this correction has a per-block term: pass the (expected) number of blocks")
+        value = value + per_block * blocks
     depth = float(correction.get("depth") or 0.0)
     if depth:
         if blocks_squared is None:
             raise ValueError("this correction has a depth term: pass the (expected) squared number of blocks")
         value = value + depth * blocks_squared
     return value
-

@@ -281,7 +281,7 @@ def _sums_alike(sums: Any) -> bool:
 
 def fit_linear_correction(raw: Sequence[float], measured: Sequence[float], intercept: bool = True,
                           offset: float = 0.0, floor: Optional[float] = None,
-                          blocks_squared: Optional[Sequence[float]] = None) -> dict[str, Any]:
+                          blocks: Optional[Sequence[float]] = None) -> dict[str, Any]:
     """Least-squares ``measured ~ a * raw + b``, weighted by 1/measured (relative error).
 
     Relative weighting keeps small models, where a fixed per-call overhead
@@ -306,27 +306,28 @@ def fit_linear_correction(raw: Sequence[float], measured: Sequence[float], inter
             free fit goes below that bound, the fit is the proportional one with
             ``offset = 0.9 * floor``. Two-parameter fits on calibration models that
             did not reach small models gave intercepts from +39 to -1226 us.
-        blocks_squared: Per calibration model, the square of its number of non-skip
-            blocks. The fit is then ``measured ~ a * (raw - offset) + depth *
-            blocks_squared`` with ``a > 0`` and ``depth >= 0`` (``intercept`` must be
-            False): a whole model pays more than the sum of its blocks timed alone,
-            and the more blocks it has, the more each one pays. Measured on eager
-            PyTorch at 8x8: models with no two blocks in a row ran at 0.88-1.13 times
-            their table sums, models of 17-22 blocks at 1.23-1.36 times; fitted on 12
-            of 24 such models, the affine fit missed 9 searched models by up to 12.8%
-            (median over draws of the 12), this one by up to 8.9%, with ``depth``
-            steady at 2.0-2.3 us on two days' data.
+        blocks: Per calibration model, its number of non-skip blocks. The fit is
+            then ``measured ~ a * (raw - offset) + per_block * blocks`` with ``a > 0``
+            and ``per_block >= 0`` (``intercept`` must be False): a whole model pays a
+            fixed cost per block beyond the blocks' standalone timings. Measured on
+            eager PyTorch at 8x8 (width 0.5, digits' space) with the 12 calibration
+            models of a search table: fitted on them, this form missed 54 other models
+            (0-22 blocks) by 2.2-2.4% rms and 7.1% at most, and the six models searched
+            with that table by 4.5% at most; the form hwnas fitted before (a term in
+            ``blocks**2``) missed them by 3.3-4.7% rms, 11.3% and 8.9%: it over-predicted
+            deep models (19-22 blocks) by 4-8% and under-predicted the 7-12 blocks
+            searches end with by up to 9% (``benchmarks/bench_latency_correction.py``).
 
     Returns:
         ``{"kind": "linear", "a", "b", "n", ...}``; ``"fit"`` says ``"proportional"``
         (with its ``"offset"``), ``"affine"`` (with the ``"floor"`` it was held to) or
-        ``"depth"`` (with its ``"offset"`` and ``"depth"``).
+        ``"blocks"`` (with its ``"offset"`` and ``"per_block"``).
 
     Raises:
         ValueError: ``raw`` and ``measured`` are not flat sequences of one length, too
             few points, a value that is not finite or a measurement ``<= 0``; with
             ``intercept``, table sums that are all the same (no slope can be fitted
-            through them); with ``blocks_squared``, a scale and a depth term that the
+            through them); with ``blocks``, a scale and a per-block term that the
             points cannot tell apart.
     """
     try:
@@ -353,8 +354,8 @@ def fit_linear_correction(raw: Sequence[float], measured: Sequence[float], inter
         return {"kind": "linear", "a": a, "b": -a * float(offset), "n": int(x.size), "fit": "proportional",
                 "offset": float(offset)}
 
-    if blocks_squared is not None and intercept:
-        raise ValueError("the depth fit has no free intercept: pass intercept=False")
+    if blocks is not None and intercept:
+        raise ValueError("the per-block fit has no free intercept: pass intercept=False")
     if not intercept:
         if not math.isfinite(offset) or offset < 0:
             raise ValueError(f"offset must be a finite number >= 0, got {offset}")
@@ -362,25 +363,25 @@ def fit_linear_correction(raw: Sequence[float], measured: Sequence[float], inter
         # the smallest calibration sum (the stored offset says what was used). On ONNX
         # Runtime the overhead is 60-70% of a small model's sum.
         offset = min(float(offset), 0.9 * float(x.min()))
-        if blocks_squared is None:
+        if blocks is None:
             return proportional(offset)
-        s = np.asarray(blocks_squared, dtype=float)
-        if s.shape != x.shape or not np.all(np.isfinite(s)) or np.any(s < 0):
-            raise ValueError(f"blocks_squared must be {x.size} finite values >= 0, got {s.tolist()}")
-        design = np.stack([(x - offset) * w, s * w], axis=1)
+        n = np.asarray(blocks, dtype=float)
+        if n.shape != x.shape or not np.all(np.isfinite(n)) or np.any(n < 0):
+            raise ValueError(f"blocks must be {x.size} finite values >= 0, got {n.tolist()}")
+        design = np.stack([(x - offset) * w, n * w], axis=1)
         if np.linalg.matrix_rank(design) < 2:
-            # Sums and squared block counts in proportion (e.g. all alike): the scale and
-            # the depth term trade off freely, and lstsq would pick one split arbitrarily.
-            raise ValueError("the calibration models' table sums and squared block counts are in proportion: the "
-                             "scale cannot be told from the depth term; calibrate with models of different sizes "
-                             "and depths, or fit without blocks_squared")
-        (a, depth), *_ = np.linalg.lstsq(design, np.ones_like(y), rcond=None)
-        if not (a > 0 and depth >= 0):
-            # The bound depth >= 0 is active (a whole model is not cheaper per block the
-            # more blocks it has): the proportional fit is the constrained optimum.
-            return {**proportional(offset), "fit": "depth", "depth": 0.0}
-        return {"kind": "linear", "a": float(a), "b": -float(a) * offset, "n": int(x.size), "fit": "depth",
-                "offset": offset, "depth": float(depth)}
+            # Sums and block counts in proportion (e.g. all alike): the scale and the
+            # per-block term trade off freely, and lstsq would pick one split arbitrarily.
+            raise ValueError("the calibration models' table sums and block counts are in proportion: the scale "
+                             "cannot be told from the per-block term; calibrate with models of different sizes "
+                             "and numbers of blocks, or fit without blocks")
+        (a, per_block), *_ = np.linalg.lstsq(design, np.ones_like(y), rcond=None)
+        if not (a > 0 and per_block >= 0):
+            # The bound per_block >= 0 is active (a block does not cost less in a whole
+            # model than alone): the proportional fit is the constrained optimum.
+            return {**proportional(offset), "fit": "blocks", "per_block": 0.0}
+        return {"kind": "linear", "a": float(a), "b": -float(a) * offset, "n": int(x.size), "fit": "blocks",
+                "offset": offset, "per_block": float(per_block)}
     if _sums_alike(x):
         # Every point at one table sum: any line through their mean fits, and lstsq
         # would return an arbitrary (minimum-norm) one.
@@ -461,9 +462,10 @@ class ValidationReport:
                 f"tau {m['kendall_tau']:.3f}  within10% {100 * m['within_10pct']:.0f}%"
             )
         if self.correction:
-            depth = self.correction.get("depth")
+            per_block, depth = self.correction.get("per_block"), self.correction.get("depth")
             lines.append(f"  linear correction (calibration n={self.correction['n']}): "
                          f"measured = {self.correction['a']:.4f} * table + {self.correction['b']:.2f} {self.unit}"
+                         + (f" + {per_block:.2f} {self.unit} * blocks" if per_block else "")
                          + (f" + {depth:.3f} {self.unit} * blocks^2" if depth else ""))
         return lines
 
@@ -575,7 +577,7 @@ def validate_table(
     intercept: bool = True,
     refine_strength: Optional[float] = None,
     vary_skips: bool = False,
-    depth: bool = False,
+    per_block: bool = False,
 ) -> ValidationReport:
     """Measures whole models and compares them with the table's predictions.
 
@@ -606,8 +608,8 @@ def validate_table(
             linear fit: a few dozen.
         vary_skips: Draw the architectures with the share of skipped layers spread
             too (see :func:`sample_spread_architectures`).
-        depth: Fit the correction with a depth term, ``a * (raw - (units - 1) *
-            call_overhead) + depth * blocks^2`` (see :func:`fit_linear_correction`;
+        per_block: Fit the correction with a per-block term, ``a * (raw - (units - 1) *
+            call_overhead) + per_block * blocks`` (see :func:`fit_linear_correction`;
             ``intercept`` is then not used).
 
     Raises:
@@ -668,7 +670,7 @@ def validate_table(
     # prediction (and a search's log-latency objective) stays positive.
     offset = min((table.num_units() - 1) * float(table.call_overhead or 0.0), 0.9 * table.smallest_sum())
     floor = table.smallest_sum() if table.smallest_sum() > 0 else None
-    blocks_squared = [table.num_blocks(a) ** 2 for a in calibration]
+    calib_blocks = [table.num_blocks(a) for a in calibration]
     raw = [table.predict(a, correction="none") for a in validation]
     overhead = [table.predict(a, correction="overhead") for a in validation] if table.call_overhead is not None else None
     calib_raw = [table.predict(a, correction="none") for a in calibration]
@@ -683,11 +685,11 @@ def validate_table(
                 raise ValueError(f"the {len(sums)} calibration models' {name}table sums are all {sums[0]:g}: no "
                                  "correction can be fitted to them (the table does not tell the models apart); "
                                  "rebuild the table, or validate without calibration (num_calibration=0)")
-        if depth and np.linalg.matrix_rank(np.stack([np.asarray(calib_raw) - min(offset, 0.9 * min(calib_raw)),
-                                                     blocks_squared], axis=1)) < 2:
-            raise ValueError("the calibration models' table sums and squared block counts are in proportion: a "
-                             "depth fit cannot tell its scale from its depth term; draw other models (seed), or "
-                             "fit without depth")
+        if per_block and np.linalg.matrix_rank(np.stack([np.asarray(calib_raw) - min(offset, 0.9 * min(calib_raw)),
+                                                         calib_blocks], axis=1)) < 2:
+            raise ValueError("the calibration models' table sums and block counts are in proportion: a per-block "
+                             "fit cannot tell its scale from its per-block term; draw other models (seed), or "
+                             "fit without per_block")
     if config is None:
         # Same clock as the table's entries, or tables and models would not compare.
         from dataclasses import replace
@@ -700,9 +702,9 @@ def validate_table(
     linear = None
     if calibration:
         calib_measured = [r.median_us for r in calib_results]
-        if depth:
+        if per_block:
             correction = fit_linear_correction(calib_raw, calib_measured, intercept=False, offset=offset,
-                                               blocks_squared=blocks_squared)
+                                               blocks=calib_blocks)
         else:
             # The affine fit is held above a tenth of the smallest architecture's scaled sum.
             correction = fit_linear_correction(calib_raw, calib_measured, intercept=intercept,
@@ -721,7 +723,7 @@ def validate_table(
             # The plain affine line, reported as fitted (apply_correction refuses a <= 0).
             linear = [correction["a"] * x + correction["b"] for x in raw]
         else:
-            linear = [apply_correction(correction, x, table.num_blocks(a) ** 2) for x, a in zip(raw, validation)]
+            linear = [apply_correction(correction, x, blocks=table.num_blocks(a)) for x, a in zip(raw, validation)]
         if store_correction:
             # The calibration models and what they measured go with the fit: timing
             # them again later tells how far the machine's speed has moved since
@@ -735,11 +737,11 @@ def validate_table(
     if linear is not None:
         metrics["linear"] = error_metrics(linear, measured)
         # Another fit on the same calibration models, for comparison: the affine one
-        # for a depth fit, a proportional scale for an affine fit, and the reverse.
-        other_affine = depth or not intercept
+        # for a per-block fit, a proportional scale for an affine fit, and the reverse.
+        other_affine = per_block or not intercept
         other = fit_linear_correction(calib_raw, calib_measured, intercept=other_affine,
                                       offset=0.0 if other_affine else offset,
-                                      floor=floor if other_affine and depth else None)
+                                      floor=floor if other_affine and per_block else None)
         metrics["affine" if other_affine else "proportional"] = dict(
             error_metrics([other["a"] * x + other["b"] for x in raw], measured), a=other["a"], b=other["b"])
         if refine_strength is not None:

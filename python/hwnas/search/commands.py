@@ -96,8 +96,8 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
     space.add_argument("--calibrate", type=non_negative_int, default=12,
                        help="whole models measured once per cached table (3 interleaved rounds of 1 s each) "
                             "to fit its correction "
-                            "measured ~ a * (table_sum - overheads) + depth * blocks^2 (models spread in block sizes "
-                            "and in skipped layers; a > 0, depth >= 0), which then maps every latency of the search: "
+                            "measured ~ a * (table_sum - overheads) + per_block * blocks (models spread in block sizes "
+                            "and in skipped layers; a > 0, per_block >= 0), which then maps every latency of the search: "
                             "objective, --target-us, predictions (default 12; 0: none, plain table sums)")
     space.add_argument("--no-drift-correction", action="store_true",
                        help="measure without the drift reference (by default a fixed reference model is timed around "

@@ -302,9 +302,10 @@ class FBNetSearch:
                    for index, layer in enumerate(self.space.layers)]
         return float(self.table.predict(self.space.make_arch(choices)))
 
-    def calibrated(self, raw: torch.Tensor, blocks_squared: torch.Tensor) -> torch.Tensor:
+    def calibrated(self, raw: torch.Tensor, blocks: torch.Tensor, blocks_squared: torch.Tensor) -> torch.Tensor:
         """``raw`` table sum -> the table's prediction: its fitted ``a * raw + b`` (plus
-        ``depth * blocks_squared`` when the correction has a depth term) when it has one.
+        its block term, ``per_block * blocks`` or an older table's ``depth * blocks_squared``)
+        when it has one.
 
         The objective, the logged expected latency and :meth:`LatencyTable.predict` (used to
         select and report architectures) thus share one scale, so a ``hard_target`` in us
@@ -314,18 +315,19 @@ class FBNetSearch:
 
         correction = getattr(self.table, "correction", None) or {}
         if correction.get("kind") == "linear":
-            return apply_correction(correction, raw, blocks_squared)
+            return apply_correction(correction, raw, blocks=blocks, blocks_squared=blocks_squared)
         return raw
 
     def _mask_latency(self) -> torch.Tensor:
         """The prediction for the last forward's masks (differentiable)."""
         net = self.supernet
-        return self.calibrated(net.expected_latency(), net.expected_blocks() ** 2)
+        blocks = net.expected_blocks()
+        return self.calibrated(net.expected_latency(), blocks, blocks ** 2)
 
     def _distribution_latency(self) -> torch.Tensor:
         """The prediction under the architecture distribution itself (no noise)."""
         net = self.supernet
-        return self.calibrated(net.distribution_latency(), net.distribution_blocks_squared())
+        return self.calibrated(net.distribution_latency(), net.distribution_blocks(), net.distribution_blocks_squared())
 
     def _loss_scale(self) -> float:
         """``objective(1, LAT_0)`` (``LAT_0``: the uniform distribution's latency), a constant

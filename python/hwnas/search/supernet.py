@@ -67,7 +67,7 @@ class Supernet(nn.Module):
             self.layers.append(MixedLayer(candidates, mode=mode, temperature=temperature, latencies=latencies, fused=fused))
         if native_depthwise:
             swap_in_native_depthwise(self.layers)  # for good: a supernet is never exported
-        # Per layer, 1 for the candidates that are blocks and 0 for skips: the depth
+        # Per layer, 1 for the candidates that are blocks and 0 for skips: the block
         # term of a table's correction counts blocks (not saved: it follows from the space).
         for index, spec in enumerate(space.layers):
             is_block = [0.0 if parse_block_name(choice).is_skip else 1.0 for choice in spec.choices]
@@ -118,14 +118,22 @@ class Supernet(nn.Module):
             raise ValueError("expected_blocks is known only after a forward pass")
         return torch.stack([w @ self._is_block(i).to(w.dtype) for i, w in enumerate(weights)]).sum()
 
+    def _block_probabilities(self) -> Tensor:
+        """``[L]``: per layer, the probability under ``softmax(logits)`` that it runs a block."""
+        return torch.stack([layer.probabilities() @ self._is_block(i).to(layer.arch_logits.dtype)
+                            for i, layer in enumerate(self.layers)])
+
+    def distribution_blocks(self) -> Tensor:
+        """0-dim ``E[n]`` of the number ``n`` of non-skip blocks under ``softmax(logits)``."""
+        return self._block_probabilities().sum()
+
     def distribution_blocks_squared(self) -> Tensor:
         """0-dim ``E[n^2]`` of the number ``n`` of non-skip blocks under ``softmax(logits)``.
 
         Layers are drawn independently, so with ``q_l`` the probability that layer
         ``l`` runs a block, ``E[n^2] = (sum_l q_l)^2 + sum_l q_l (1 - q_l)``.
         """
-        q = torch.stack([layer.probabilities() @ self._is_block(i).to(layer.arch_logits.dtype)
-                         for i, layer in enumerate(self.layers)])
+        q = self._block_probabilities()
         return q.sum() ** 2 + (q * (1 - q)).sum()
 
     # ------------------------------------------------------------------ parameters

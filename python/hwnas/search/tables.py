@@ -22,7 +22,10 @@ __all__ = ["CALIBRATION_VERSION", "CALIBRATION_ROUNDS", "default_cache_dir", "ta
 
 
 #: How a search table's correction is calibrated; a cached correction of another
-#: version is fitted again. 5: version 4 with every calibration model timed in
+#: version is fitted again. 6: version 5 with a per-block term (``per_block * blocks``)
+#: in place of the depth term in the squared number of blocks, which over-predicted deep
+#: models and under-predicted the 7-12 blocks searches end with (see
+#: :func:`~hwnas.latency.validation.fit_linear_correction`). 5: version 4 with every calibration model timed in
 #: :data:`CALIBRATION_ROUNDS` interleaved rounds of 1 s, pooled (4: one 1-s timing each).
 #: 4: version 3, with the calibration models and their measurements stored beside the
 #: fit (see :mod:`hwnas.latency.table_scale`). 3: a proportional fit less the per-call
@@ -30,7 +33,7 @@ __all__ = ["CALIBRATION_VERSION", "CALIBRATION_ROUNDS", "default_cache_dir", "ta
 #: spread in block sizes and in the share of skipped layers (2: an affine fit held above
 #: a tenth of the smallest sum, on the same models; 1: the proportional fit alone, on
 #: models with few skips).
-CALIBRATION_VERSION = 5
+CALIBRATION_VERSION = 6
 
 #: Interleaved rounds in which the calibration models are timed (their samples pooled).
 #: Why: on a 2-core VM (AMD EPYC, family 25) the 12 single 1-s timings of a calibration
@@ -112,14 +115,14 @@ def cached_table(space: Any, target: Any, cache_dir: Optional[str] = None, confi
         progress: Progress bar while measuring.
         calibrate: If positive and the table has no fitted correction yet, measure
             this many whole models to fit the correction ``measured ~ a * (table_sum -
-            overheads) + depth * blocks^2`` (stored in the cached table; predictions
+            overheads) + per_block * blocks`` (stored in the cached table; predictions
             then use it). The calibration models spread both in block sizes and in
             the share of skipped layers, since searches end with most layers
             skipped: with few skips among the calibration models, 14 searched models
-            measured 4-13% under their predictions. The depth term is what a whole
-            model pays beyond its blocks timed alone, which grows with its number of
-            blocks (see :func:`~hwnas.latency.validation.fit_linear_correction`);
-            with ``a > 0`` and ``depth >= 0`` every prediction is positive. The models
+            measured 4-13% under their predictions. The per-block term is what a
+            whole model pays for each block beyond its timing alone (see
+            :func:`~hwnas.latency.validation.fit_linear_correction`); with ``a > 0``
+            and ``per_block >= 0`` every prediction is positive. The models
             are timed in :data:`CALIBRATION_ROUNDS` interleaved rounds. A cached
             correction from another :data:`CALIBRATION_VERSION` is fitted again.
         seed: Seed of the calibration architectures.
@@ -154,7 +157,7 @@ def cached_table(space: Any, target: Any, cache_dir: Optional[str] = None, confi
 
         validate_table(table, space, target, num_archs=2, num_calibration=calibration, seed=seed,
                        config=calibration_config or calibration_timing(table), progress=progress,
-                       store_correction=True, intercept=False, vary_skips=True, depth=True,
+                       store_correction=True, intercept=False, vary_skips=True, per_block=True,
                        rounds=CALIBRATION_ROUNDS)
         table.correction["calibration"] = CALIBRATION_VERSION
         table.save(path)
