@@ -15,14 +15,16 @@ non-skip blocks:
   calibration version 6; fitted here with numpy);
 * ``per block``: ``a * (raw - offset) + per_block * n`` (the form hwnas fits now).
 
-Held-out models are drawn as the calibration models are (spread in block sizes, and
-with ``vary_skips`` in the share of skipped layers too) with other seeds; ``--archs``
-adds architectures of your own (e.g. searched ones), one compact string per line.
+Held-out models come in two draws with other seeds than the calibration's: one
+spread in block sizes only, one spread in block sizes and in the share of skipped
+layers (as the calibration models are drawn); ``--archs`` adds architectures of your
+own (e.g. searched ones), one compact string per line. A model that is also a
+calibration model is left out of every set.
 
 Usage::
 
     python benchmarks/bench_latency_correction.py                      # the README search's table (built if not cached)
-    python benchmarks/bench_latency_correction.py --width 0.5          # the acceptance experiment's space
+    python benchmarks/bench_latency_correction.py --width 0.5          # the acceptance experiment's space (README table)
     python benchmarks/bench_latency_correction.py --table runs/x/latency_table.json --archs searched.txt
 """
 
@@ -55,7 +57,7 @@ def _fit_blocks_squared(raw, measured, offset, blocks) -> tuple[float, float]:
     x, y, n = (np.asarray(v, dtype=float) for v in (raw, measured, blocks))
     w = 1.0 / y
     (a, depth), *_ = np.linalg.lstsq(np.stack([(x - offset) * w, n ** 2 * w], axis=1), np.ones_like(y), rcond=None)
-    if depth < 0:
+    if not (a > 0 and depth >= 0):  # as hwnas' fit fell back: the proportional scale
         r = (x - offset) * w
         return float(r.sum() / (r @ r)), 0.0
     return float(a), float(depth)
@@ -71,7 +73,8 @@ def fitted_forms(table: LatencyTable) -> tuple[dict[str, Any], dict[str, str]]:
     offset = min((table.num_units() - 1) * float(table.call_overhead or 0.0), 0.9 * table.smallest_sum(),
                  0.9 * min(raw))
     prop = fit_linear_correction(raw, measured, intercept=False, offset=offset)
-    affine = fit_linear_correction(raw, measured, intercept=True, floor=min(table.smallest_sum(), min(raw)))
+    smallest = min(table.smallest_sum(), min(raw))
+    affine = fit_linear_correction(raw, measured, intercept=True, floor=smallest if smallest > 0 else None)
     a2, depth = _fit_blocks_squared(raw, measured, offset, blocks)
     per = fit_linear_correction(raw, measured, intercept=False, offset=offset, blocks=blocks)
     return {
@@ -96,6 +99,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="held-out models spread in block sizes and skipped layers, as the calibration is (30)")
     p.add_argument("--seed", type=int, default=7, help="seed of the held-out draws (7 and 7 + 1; the calibration uses 0)")
     p.add_argument("--archs", help="a file of further architectures, one compact string per line (e.g. searched ones)")
+    p.add_argument("--target", default="eager", help="the target the table was built for (eager)")
+    p.add_argument("--threads", type=positive_int, default=1, help="threads of the measurements, as the table's (1)")
     return p.parse_args(argv)
 
 
@@ -113,11 +118,10 @@ def _table(args) -> LatencyTable:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(1)
     table = _table(args)
     calibration = calibration_models(table)  # refuses a table without stored calibration models
     space = space_for_architecture(calibration[0][0])
-    target = measuring_target(get_target(os.environ.get("HWNAS_BENCH_TARGET", "eager"), threads=1), space, table)
+    target = measuring_target(get_target(args.target, threads=args.threads), space, table)
     seen = {arch.to_string() for arch, _ in calibration}
     sets: dict[str, list] = {}
     for name, count, seed, vary in (("spread", args.spread, args.seed, False), ("spread+skips", args.skips, args.seed + 1, True)):
@@ -126,7 +130,12 @@ def main(argv=None) -> int:
         sets[name] = archs
     if args.archs:
         with open(args.archs) as f:
-            sets["--archs"] = [space.make_arch(line.strip()) for line in f if line.strip()]
+            own = [space.make_arch(line.strip()) for line in f if line.strip()]
+        kept = [a for a in own if a.to_string() not in {c.to_string() for c, _ in calibration}]
+        if len(kept) < len(own):
+            print(f"--archs: {len(own) - len(kept)} of them are calibration models, left out")
+        sets["--archs"] = kept
+    sets = {name: archs for name, archs in sets.items() if archs}
     models = [a for archs in sets.values() for a in archs]
     shape = (space.in_channels, space.resolution, space.resolution)
     print(machine_line())

@@ -121,6 +121,10 @@ def test_objective_latency_is_on_the_scale_of_the_tables_predictions(space, tabl
     # per_block: the term hwnas fits; depth: an older table's term in blocks^2, still applied.
     table.correction = {"kind": "linear", "a": 2.0, "b": 100.0, "n": 6, "per_block": per_block, "depth": depth}
     search = FBNetSearch(space, table, splits, SearchConfig(epochs=1, warmup_epochs=1, num_samples=0), progress=False, log=None)
+    # Under the uniform start distribution each of the 2 layers runs a block with q = 2/3
+    # (hand-computed): E[n] = 4/3, E[n^2] = (4/3)^2 + 2 q (1 - q) = 20/9.
+    assert float(search._distribution_latency()) == pytest.approx(
+        2.0 * float(search.supernet.distribution_latency()) + 100.0 + per_block * 4 / 3 + depth * 20 / 9)
     for choices, blocks in ((["k3_e3", "skip"], 1), (["k3_e3", "k3_e3"], 2), (["skip", "skip"], 0)):
         arch = space.make_arch(choices)
         search.supernet.use_architecture(arch)

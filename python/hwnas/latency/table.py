@@ -885,7 +885,7 @@ def layer_key_c_out(key: str) -> int:
     return int(channels.split("-")[1])
 
 
-def apply_correction(correction: Mapping[str, Any], raw: Any, blocks: Any = None, blocks_squared: Any = None) -> Any:
+def apply_correction(correction: Mapping[str, Any], raw: Any, *, blocks: Any = None, blocks_squared: Any = None) -> Any:
     """Applies a fitted correction to a raw table sum: ``a * raw + b + per_block * blocks + depth * blocks_squared``.
 
     The block terms are what a whole model pays beyond the sum of its blocks timed
@@ -893,7 +893,8 @@ def apply_correction(correction: Mapping[str, Any], raw: Any, blocks: Any = None
     :func:`~hwnas.latency.validation.fit_linear_correction`); ``depth`` (us per
     squared block count) is kept for corrections fitted before calibration version 6,
     so that a table saved then still predicts what it predicted. A term absent or 0
-    needs no count.
+    needs no count. The counts are keyword-only: before version 6 the third argument
+    was the squared count, and a caller still passing it would be read wrongly.
 
     Args:
         correction: A fitted correction (``kind`` ``"linear"``).

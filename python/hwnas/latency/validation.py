@@ -311,12 +311,12 @@ def fit_linear_correction(raw: Sequence[float], measured: Sequence[float], inter
             and ``per_block >= 0`` (``intercept`` must be False): a whole model pays a
             fixed cost per block beyond the blocks' standalone timings. Measured on
             eager PyTorch at 8x8 (width 0.5, digits' space) with the 12 calibration
-            models of a search table: fitted on them, this form missed 54 other models
-            (0-22 blocks) by 2.2-2.4% rms and 7.1% at most, and the six models searched
-            with that table by 4.5% at most; the form hwnas fitted before (a term in
-            ``blocks**2``) missed them by 3.3-4.7% rms, 11.3% and 8.9%: it over-predicted
-            deep models (19-22 blocks) by 4-8% and under-predicted the 7-12 blocks
-            searches end with by up to 9% (``benchmarks/bench_latency_correction.py``).
+            models of a search table: fitted on them, this form missed 53 other models
+            (0-22 blocks) by 2.0-2.6% rms and 6.4% at most, and the six models searched
+            with that table by 3.3% rms and 6.5% at most; the form hwnas fitted before
+            (a term in ``blocks**2``) missed them by 3.5-3.6% rms, 7.4% and 10.9%: it
+            over-predicted deep models (19-22 blocks) and under-predicted the 8-12
+            blocks searches end with (``benchmarks/bench_latency_correction.py``).
 
     Returns:
         ``{"kind": "linear", "a", "b", "n", ...}``; ``"fit"`` says ``"proportional"``
@@ -377,8 +377,9 @@ def fit_linear_correction(raw: Sequence[float], measured: Sequence[float], inter
                              "and numbers of blocks, or fit without blocks")
         (a, per_block), *_ = np.linalg.lstsq(design, np.ones_like(y), rcond=None)
         if not (a > 0 and per_block >= 0):
-            # The bound per_block >= 0 is active (a block does not cost less in a whole
-            # model than alone): the proportional fit is the constrained optimum.
+            # The free fit breaks a bound: per_block >= 0 (a block does not cost less in a
+            # whole model than alone), where the proportional fit is the constrained
+            # optimum, or a > 0, where it is the fit that still ranks models by their sums.
             return {**proportional(offset), "fit": "blocks", "per_block": 0.0}
         return {"kind": "linear", "a": float(a), "b": -float(a) * offset, "n": int(x.size), "fit": "blocks",
                 "offset": offset, "per_block": float(per_block)}

@@ -24,7 +24,7 @@ __all__ = ["CALIBRATION_VERSION", "CALIBRATION_ROUNDS", "default_cache_dir", "ta
 #: How a search table's correction is calibrated; a cached correction of another
 #: version is fitted again. 6: version 5 with a per-block term (``per_block * blocks``)
 #: in place of the depth term in the squared number of blocks, which over-predicted deep
-#: models and under-predicted the 7-12 blocks searches end with (see
+#: models and under-predicted the 8-12 blocks searches end with (see
 #: :func:`~hwnas.latency.validation.fit_linear_correction`). 5: version 4 with every calibration model timed in
 #: :data:`CALIBRATION_ROUNDS` interleaved rounds of 1 s, pooled (4: one 1-s timing each).
 #: 4: version 3, with the calibration models and their measurements stored beside the
