@@ -141,9 +141,9 @@ def main(argv=None) -> int:
     print(machine_line())
     print(f"table: {space.name} at {space.resolution}x{space.resolution}, width {space.width:g}, {len(calibration)} "
           f"calibration models; measuring {len(models)} held-out models on its scale ...", flush=True)
+    forms, params = fitted_forms(table)  # before minutes of measuring: a fit that fails, fails now
     result = measure_on_table_scale([(space.build(a), shape) for a in models], table, space, target, progress=True)
     measured = iter(result["table_scale_us"])
-    forms, params = fitted_forms(table)
     print(f"scale {result['scale']:.3f} (median calibrated/now over the calibration models)")
     print(f"{'form':>13} {'fitted':>28} " + " ".join(f"{name + ' (' + str(len(a)) + ')':>28}" for name, a in sets.items()))
     print(f"{'':>13} {'':>28} " + " ".join(f"{'rms   max   mean err':>28}" for _ in sets))
